@@ -1,0 +1,329 @@
+"""Data sets described by `data_manifest/*.json`, loaded into memory as uint8 tensors.
+
+The manifest is the single source of truth: where a data set may be found (in order of
+preference), the checksum of every file, its licence and citation. Loading verifies the
+checksums once per process, so a corrupt file fails with one line, not a wrong result.
+"""
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import UserError
+
+MANIFEST_DIR = Path(__file__).resolve().parent.parent / "data_manifest"
+
+
+def data_root() -> Path:
+    """Where fetched data sets live: `$SSL_DATA`, else `./data`."""
+    return Path(os.environ.get("SSL_DATA", "data")).expanduser()
+
+
+def dataset_names() -> list[str]:
+    return sorted(p.stem for p in MANIFEST_DIR.glob("*.json"))
+
+
+def manifest(name: str) -> dict:
+    path = MANIFEST_DIR / f"{name}.json"
+    if not path.exists():
+        raise UserError(f"unknown dataset {name!r}; valid: {', '.join(dataset_names())}")
+    return json.loads(path.read_text())
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _content_sha256(path: Path) -> str:
+    """sha256 of the file's content, decompressing .gz (sources re-compress differently)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    digest = hashlib.sha256()
+    with opener(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _candidate_dirs(spec: dict) -> list[tuple[str, Path]]:
+    dirs = []
+    for source in spec["sources"]:
+        if source["kind"] == "data_dir":
+            dirs.append(("SSL_DATA", data_root() / spec["name"]))
+        elif source["kind"] == "directory":
+            dirs.append((f"Debian package {source['debian_package']}", Path(source["path"])))
+    return dirs
+
+
+def check_files(spec: dict, directory: Path) -> list[str]:
+    """Problems with the data set's files in `directory` (empty list = every checksum matches)."""
+    problems = []
+    for key, entry in spec["files"].items():
+        path = directory / entry["path"]
+        if not path.exists():
+            problems.append(f"{path} is missing")
+        elif "sha256_uncompressed" not in entry:
+            problems.append(f"{path}: the manifest records no checksum for it ({key})")
+        else:
+            try:
+                actual = _content_sha256(path)
+            except (OSError, EOFError, gzip.BadGzipFile) as exc:
+                problems.append(f"{path} is unreadable ({exc})")
+                continue
+            if actual != entry["sha256_uncompressed"]:
+                problems.append(f"{path} has sha256 {actual[:12]}..., expected {entry['sha256_uncompressed'][:12]}...")
+    return problems
+
+
+def _files_present(spec: dict, directory: Path) -> bool:
+    return all((directory / e["path"]).exists() for e in spec["files"].values())
+
+
+@functools.lru_cache(maxsize=None)
+def locate(name: str) -> Path:
+    """The first source directory that holds the data set with matching checksums."""
+    spec = manifest(name)
+    tried = []
+    for label, directory in _candidate_dirs(spec):
+        if not _files_present(spec, directory):
+            tried.append(f"{directory} ({label}): missing")
+            continue
+        problems = check_files(spec, directory)
+        if not problems:
+            return directory
+        tried.append(f"{directory} ({label}): {problems[0]}")
+    raise UserError(
+        f"dataset {name!r} not available ({'; '.join(tried)}); run `python -m ssl_src data fetch {name}`"
+    )
+
+
+def verify(name: str) -> tuple[bool, list[str]]:
+    """(ok, report lines) for every source directory that holds the data set."""
+    spec = manifest(name)
+    lines, ok = [], False
+    for label, directory in _candidate_dirs(spec):
+        if not directory.exists():
+            lines.append(f"{directory} ({label}): not present")
+            continue
+        problems = check_files(spec, directory)
+        if problems:
+            lines.extend(f"{directory} ({label}): {p}" for p in problems)
+        else:
+            ok = True
+            lines.append(f"{directory} ({label}): {len(spec['files'])} files, all checksums match")
+    return ok, lines
+
+
+def _download(url: str, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            shutil.copyfileobj(response, tmp)
+    os.replace(tmp.name, target)
+
+
+def fetch(name: str, log=print) -> Path:
+    """Make the data set available: reuse a verified copy, else apt-get, else download."""
+    spec = manifest(name)
+    locate.cache_clear()
+    try:
+        directory = locate(name)
+        log(f"{name}: verified copy at {directory}")
+        return directory
+    except UserError:
+        pass
+    for source in spec["sources"]:
+        if source["kind"] == "directory" and shutil.which("apt-get") and os.geteuid() == 0:
+            log(f"{name}: installing Debian package {source['debian_package']}")
+            env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+            result = subprocess.run(["apt-get", "install", "-y", "-qq", source["debian_package"]], env=env)
+            if result.returncode != 0:
+                subprocess.run(["apt-get", "update", "-qq"], env=env)
+                subprocess.run(["apt-get", "install", "-y", "-qq", source["debian_package"]], env=env)
+        elif source["kind"] == "url" and "sha256_uncompressed" in next(iter(spec["files"].values())):
+            target_dir = data_root() / name
+            for entry in spec["files"].values():
+                url = source["base"] + entry["path"]
+                log(f"{name}: downloading {url}")
+                try:
+                    _download(url, target_dir / entry["path"])
+                except OSError as exc:
+                    log(f"{name}: download failed ({exc})")
+                    break
+        locate.cache_clear()
+        try:
+            directory = locate(name)
+            log(f"{name}: verified copy at {directory}")
+            return directory
+        except UserError:
+            continue
+    if "archive" in spec:
+        raise UserError(
+            f"dataset {name!r} is not fetched automatically; place it under {data_root() / name} "
+            f"as described in data_manifest/{name}.json ({spec['archive']['file']}, md5 {spec['archive']['md5']})"
+        )
+    return locate(name)  # raises the one-line error naming every source tried
+
+
+# ----------------------------------------------------------------------------- formats
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """A labelled train/test split held in memory: images uint8 (N, C, H, W), labels int64."""
+
+    name: str
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    num_classes: int
+
+    @property
+    def channels(self) -> int:
+        return self.train_images.shape[1]
+
+    @property
+    def image_size(self) -> int:
+        return self.train_images.shape[-1]
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (the MNIST format): big-endian dims header, then uint8 data."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] != b"\x00\x00" or raw[2] != 0x08:
+        raise UserError(f"{path} is not an unsigned-byte IDX file")
+    ndim = raw[3]
+    dims = np.frombuffer(raw, dtype=">i4", count=ndim, offset=4)
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _load_idx(directory: Path, files: dict) -> tuple[np.ndarray, ...]:
+    arrays = [read_idx(directory / files[k]["path"]) for k in ("train_images", "train_labels", "test_images", "test_labels")]
+    arrays[0], arrays[2] = arrays[0][:, None], arrays[2][:, None]
+    return tuple(arrays)
+
+
+def _load_cifar_pickle(directory: Path, files: dict) -> tuple[np.ndarray, ...]:
+    def read(paths):
+        images, labels = [], []
+        for path in paths:
+            with open(path, "rb") as f:
+                batch = pickle.load(f, encoding="bytes")
+            images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
+        return np.concatenate(images), np.concatenate(labels)
+
+    train = sorted((directory / files["train_batches"]["path"]).glob(files["train_batches"]["glob"]))
+    return (*read(train), *read([directory / files["test_batch"]["path"]]))
+
+
+def _load_stl_binary(directory: Path, files: dict) -> tuple[np.ndarray, ...]:
+    def images(key):  # stored column-major: (N, C, W, H)
+        raw = np.fromfile(directory / files[key]["path"], dtype=np.uint8)
+        return raw.reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)
+
+    def labels(key):  # 1-based on disk
+        return np.fromfile(directory / files[key]["path"], dtype=np.uint8).astype(np.int64) - 1
+
+    return images("train_images"), labels("train_labels"), images("test_images"), labels("test_labels")
+
+
+def _load_image_folder(directory: Path, files: dict, image_size: int) -> tuple[np.ndarray, ...]:
+    """ImageFolder layout, resized (shorter side) and centre-cropped to image_size, in memory."""
+    from PIL import Image
+
+    def read(split_dir: Path, classes: list[str]):
+        paths, labels = [], []
+        for label, cls in enumerate(classes):
+            for path in sorted((split_dir / cls).iterdir()):
+                paths.append(path)
+                labels.append(label)
+        out = np.empty((len(paths), 3, image_size, image_size), dtype=np.uint8)
+        for i, path in enumerate(paths):
+            with Image.open(path) as img:
+                img = img.convert("RGB")
+                scale = image_size / min(img.size)
+                img = img.resize((max(image_size, round(img.width * scale)), max(image_size, round(img.height * scale))), Image.BILINEAR)
+                left, top = (img.width - image_size) // 2, (img.height - image_size) // 2
+                out[i] = np.asarray(img.crop((left, top, left + image_size, top + image_size))).transpose(2, 0, 1)
+        return out, np.asarray(labels, dtype=np.int64)
+
+    train_dir, val_dir = directory / files["train"]["path"], directory / files["val"]["path"]
+    classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
+    return (*read(train_dir, classes), *read(val_dir, classes))
+
+
+def _find_unverified(spec: dict) -> Path:
+    """Data sets whose manifest records no per-file checksum: the first directory holding them."""
+    for _, directory in _candidate_dirs(spec):
+        if _files_present(spec, directory) or (spec["format"] == "cifar_pickle" and (directory / "cifar-10-batches-py").exists()):
+            return directory
+    raise UserError(
+        f"dataset {spec['name']!r} not found under {data_root() / spec['name']}; see data_manifest/{spec['name']}.json"
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def load(name: str, image_size: int | None = None) -> ImageData:
+    """The whole data set in memory (cached per process)."""
+    spec = manifest(name)
+    checked = all("sha256_uncompressed" in e for e in spec["files"].values())
+    directory = locate(name) if checked else _find_unverified(spec)
+    if spec["format"] == "idx":
+        arrays = _load_idx(directory, spec["files"])
+    elif spec["format"] == "cifar_pickle":
+        arrays = _load_cifar_pickle(directory, spec["files"])
+    elif spec["format"] == "stl_binary":
+        arrays = _load_stl_binary(directory, spec["files"])
+    elif spec["format"] == "image_folder":
+        arrays = _load_image_folder(directory, spec["files"], image_size or spec["image_size"])
+    else:
+        raise UserError(f"dataset {name!r}: unknown format {spec['format']!r}")
+    tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
+    return ImageData(
+        name=name,
+        train_images=tensors[0],
+        train_labels=tensors[1].long(),
+        test_images=tensors[2],
+        test_labels=tensors[3].long(),
+        mean=tuple(spec["mean"]),
+        std=tuple(spec["std"]),
+        num_classes=spec["num_classes"],
+    )
+
+
+# ----------------------------------------------------------------------------- subsets and orderings
+
+
+def data_permutation(n: int, data_seed: int = 0) -> np.ndarray:
+    """The fixed permutation that subsets and chunks are cut from (PCG64: same on every machine)."""
+    return np.random.default_rng(data_seed).permutation(n)
+
+
+def subset_indices(n: int, fraction: float, data_seed: int = 0) -> np.ndarray:
+    """The first round(fraction * n) images of the fixed permutation: `--subset 0.1` is the same 10 %."""
+    if not 0 < fraction <= 1:
+        raise UserError(f"subset must be in (0, 1], got {fraction}")
+    return data_permutation(n, data_seed)[: max(1, round(fraction * n))]
+
+
+def chunks(indices: np.ndarray, num_chunks: int) -> list[np.ndarray]:
+    """Equal chunks of a permutation (the remainder, fewer than num_chunks images, is dropped)."""
+    size = len(indices) // num_chunks
+    return [indices[i * size : (i + 1) * size] for i in range(num_chunks)]

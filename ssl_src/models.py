@@ -1,0 +1,106 @@
+"""Backbones (timm ResNets with a scalable base width) and the MLP heads every method builds from.
+
+The residual nets of the collapse paper's Table 1 are registered with timm, so
+`timm.create_model("scaled_resnet18", width=16, stem="cifar", in_chans=1)` builds the CPU-scale
+net and `width=64, stem="imagenet"` the paper's. `stem="cifar"` is the 3x3 stride-1 stem with no
+max-pool used for 28-32 px images.
+"""
+from __future__ import annotations
+
+import timm
+import torch
+from timm.models import register_model
+from timm.models.resnet import BasicBlock, Bottleneck, ResNet, make_blocks
+from torch import nn
+
+from .errors import UserError
+
+# block, layers, width_per_group multiplier (bottleneck26_2x: width_per_group 128)
+RESNETS = {
+    "resnet18": (BasicBlock, (2, 2, 2, 2), 1),
+    "resnet34": (BasicBlock, (3, 4, 6, 3), 1),
+    "basic50": (BasicBlock, (5, 6, 9, 4), 1),
+    "resnet50": (Bottleneck, (3, 4, 6, 3), 1),
+    "bottleneck26": (Bottleneck, (2, 2, 2, 2), 1),
+    "bottleneck26_2x": (Bottleneck, (2, 2, 2, 2), 2),
+}
+STEMS = ("cifar", "imagenet")
+
+
+def _scaled_resnet(arch: str, width: int, stem: str, in_chans: int) -> ResNet:
+    block, layers, group_multiplier = RESNETS[arch]
+    if stem not in STEMS:
+        raise UserError(f"unknown stem {stem!r}; valid: {', '.join(STEMS)}")
+    channels = (width, 2 * width, 4 * width, 8 * width)
+    # Bottleneck inner width = planes * base_width / 64: 64, or 128 for the 2x-group-width net.
+    base_width = 64 * group_multiplier
+    net = ResNet(block, layers, num_classes=0, in_chans=in_chans, channels=channels, base_width=base_width)
+    # timm fixes the stem at 64 channels; scale it with the rest so every width is the same net, thinner.
+    if stem == "cifar":
+        net.conv1 = nn.Conv2d(in_chans, width, kernel_size=3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    else:
+        net.conv1 = nn.Conv2d(in_chans, width, kernel_size=7, stride=2, padding=3, bias=False)
+    net.bn1 = nn.BatchNorm2d(width)
+    stages, _ = make_blocks((block,) * 4, channels, layers, inplanes=width, base_width=base_width)
+    for name, stage in stages:
+        setattr(net, name, stage)
+    net.init_weights(zero_init_last=True)  # zero-init residual BN, as the SimSiam code
+    return net
+
+
+def _register(arch: str) -> None:
+    def build(pretrained: bool = False, width: int = 64, stem: str = "cifar", in_chans: int = 3, **_timm_cfg) -> ResNet:
+        if pretrained:
+            raise UserError("no pretrained weights: this project trains every network itself")
+        return _scaled_resnet(arch, width=width, stem=stem, in_chans=in_chans)
+
+    build.__name__ = f"scaled_{arch}"
+    build.__module__ = __name__
+    register_model(build)
+
+
+for _arch in RESNETS:
+    _register(_arch)
+
+
+def arch_names() -> list[str]:
+    return list(RESNETS)
+
+
+def build_backbone(arch: str, width: int, in_chans: int, stem: str = "cifar") -> nn.Module:
+    """A backbone whose `num_features` is the pooled representation dim (8*width, or 32*width for bottlenecks)."""
+    if arch not in RESNETS:
+        raise UserError(f"unknown arch {arch!r}; valid: {', '.join(arch_names())}")
+    if width < 1:
+        raise UserError(f"width must be a positive integer, got {width}")
+    return timm.create_model(f"scaled_{arch}", width=width, stem=stem, in_chans=in_chans)
+
+
+def mlp(dims: list[int], *, last_bn: bool = True, last_bn_affine: bool = True, last_bias: bool = False) -> nn.Sequential:
+    """Linear-BN-ReLU blocks; the last block has BN (optionally without affine) and no ReLU.
+
+    Hidden linears have no bias because BN follows them (as in the SimSiam code).
+    """
+    layers: list[nn.Module] = []
+    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
+        last = i == len(dims) - 2
+        layers.append(nn.Linear(d_in, d_out, bias=last and last_bias))
+        if not last:
+            layers += [nn.BatchNorm1d(d_out), nn.ReLU(inplace=True)]
+        elif last_bn:
+            layers.append(nn.BatchNorm1d(d_out, affine=last_bn_affine))
+    return nn.Sequential(*layers)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def representation_dim(backbone: nn.Module) -> int:
+    return int(backbone.num_features)
+
+
+def to_device_layout(module: nn.Module, device: torch.device) -> nn.Module:
+    """channels_last is the fast layout for convs on both bf16 CPU kernels and CUDA."""
+    return module.to(device=device, memory_format=torch.channels_last)
