@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import tempfile
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -295,7 +295,7 @@ def load(name: str, image_size: int | None = None) -> ImageData:
         arrays = _load_image_folder(directory, spec["files"], image_size or spec["image_size"])
     else:
         raise UserError(f"dataset {name!r}: unknown format {spec['format']!r}")
-    tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
+    tensors = [torch.from_numpy(np.array(a, copy=True)) for a in arrays]  # writable, contiguous
     return ImageData(
         name=name,
         train_images=tensors[0],
@@ -309,6 +309,20 @@ def load(name: str, image_size: int | None = None) -> ImageData:
 
 
 # ----------------------------------------------------------------------------- subsets and orderings
+
+
+def evaluation_view(data: ImageData, train_images: int = 0, test_images: int = 0) -> ImageData:
+    """The first n images of the fixed permutations of each split (0 = all): cheaper evaluation at smoke scale."""
+    def cut(images, labels, n):
+        if not n or n >= len(images):
+            return images, labels
+        idx = torch.from_numpy(data_permutation(len(images))[:n])
+        return images[idx], labels[idx]
+
+    train = cut(data.train_images, data.train_labels, train_images)
+    test = cut(data.test_images, data.test_labels, test_images)
+    return replace(data, train_images=train[0], train_labels=train[1], test_images=test[0], test_labels=test[1])
+
 
 
 def data_permutation(n: int, data_seed: int = 0) -> np.ndarray:

@@ -41,11 +41,17 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 0
     fix_pred_lr: bool = True
-    proj_dim: int = 2048
-    pred_dim: int = 512
+    proj_dim: int = 0  # 0 = scaled with the width: 32 * width (2048 at width 64, as the paper)
+    pred_dim: int = 0  # 0 = 8 * width (512 at width 64)
     proj_layers: int = 3
     precision: str = "auto"
+    eval_train_images: int = 0  # 0 = the whole training set (as the authors); smoke scale uses fewer
+    eval_test_images: int = 0  # 0 = the whole test set
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def head_sizes(self) -> dict:
+        return {"proj_dim": self.proj_dim or 32 * self.width, "pred_dim": self.pred_dim or 8 * self.width,
+                "proj_layers": self.proj_layers}
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -67,9 +73,12 @@ class TrainConfig:
             raise UserError(f"unknown stem {self.stem!r}; valid: {', '.join(STEMS)}")
         if self.precision not in PRECISIONS:
             raise UserError(f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
-        for name in ("width", "batch_size", "image_size", "proj_dim", "pred_dim", "proj_layers"):
+        for name in ("width", "batch_size", "image_size", "proj_layers"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("proj_dim", "pred_dim", "warmup_steps", "eval_train_images", "eval_test_images"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.steps < 0:
             raise UserError(f"steps must be >= 0, got {self.steps}")
         if not 0 < self.subset <= 1:
@@ -125,7 +134,7 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
 def build_model(cfg: TrainConfig, in_chans: int):
     torch.manual_seed(cfg.seed)
     backbone = build_backbone(cfg.arch, cfg.width, in_chans, cfg.stem)
-    return build_method(cfg.method, backbone, proj_dim=cfg.proj_dim, pred_dim=cfg.pred_dim, proj_layers=cfg.proj_layers)
+    return build_method(cfg.method, backbone, **cfg.head_sizes())
 
 
 def _optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -133,11 +142,12 @@ def _optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def evaluate_backbone(backbone, cfg: TrainConfig, data: datasets.ImageData, device, linear: bool = True) -> dict:
+def evaluate_backbone(backbone, cfg: TrainConfig, data: datasets.ImageData, device) -> dict:
     dtype = autocast_dtype(cfg.precision, device)
+    data = datasets.evaluation_view(data, cfg.eval_train_images, cfg.eval_test_images)
     train_x = extract_features(backbone, data.train_images, data, cfg.image_size, device, autocast_dtype=dtype)
     test_x = extract_features(backbone, data.test_images, data, cfg.image_size, device, autocast_dtype=dtype)
-    return evaluate_features(train_x, test_x, data, linear=linear)
+    return evaluate_features(train_x, test_x, data)
 
 
 def _log(msg: str) -> None:

@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make book` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+SCALE ?= quick
+
+.PHONY: book test data setup setup-dev clean
+
+$(VENV)/bin/python:
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.installed: requirements.txt pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --no-deps -e .
+	touch $@
+
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+	$(PIP) install -q -r requirements-dev.txt
+	touch $@
+
+setup: $(VENV)/.installed
+setup-dev: $(VENV)/.installed-dev
+
+# Fashion-MNIST: the Debian package dataset-fashion-mnist (apt-get, where we are root), else the
+# upstream download, checked against data_manifest/fashion_mnist.json either way.
+data: setup
+	$(PY) -m ssl_src data fetch fashion_mnist
+
+# Execute every chapter at $(SCALE) (default quick) and build the HTML book.
+book: data
+	$(PY) -m ssl_src book --scale $(SCALE)
+
+# Unit and smoke tests, then the smoke-scale book.
+test: setup-dev data
+	$(PY) -m pytest -q
+	$(PY) -m ssl_src book --scale smoke
+
+clean:
+	rm -rf _build

@@ -1,0 +1,184 @@
+"""Executing chapters with papermill and building the Jupyter Book from the executed copies.
+
+Sources (`_config.yml`, `_toc.yml`, `book/`) are never executed in place: each scale gets a staging
+copy under `_build/<scale>/src/`, its notebooks executed there, and the HTML goes to
+`_build/<scale>/_build/html/`. A chapter that fails is moved to `_build/<scale>/failed/` so no page
+is ever published from it, and the book is not built.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .chapters import SCALES
+from .errors import UserError
+from .store import REPO_ROOT, results_root, write_json_atomic
+
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+
+
+def chapter_names() -> list[str]:
+    """Notebook chapters in `_toc.yml` order."""
+    toc = yaml.safe_load((REPO_ROOT / "_toc.yml").read_text())
+    entries = [toc["root"]]
+    for part in toc.get("parts", [{"chapters": toc.get("chapters", [])}]):
+        entries += [c["file"] for c in part["chapters"]]
+    return [Path(e).name for e in entries if (REPO_ROOT / f"{e}.ipynb").exists()]
+
+
+def parse_parameters(pairs: list[list[str]]) -> dict:
+    """`-p NAME VALUE` pairs, each VALUE read as YAML (so 3, 0.5, [0, 1] and text all work)."""
+    params = {}
+    for name, value in pairs:
+        try:
+            params[name] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UserError(f"parameter {name}: cannot read value {value!r} (use YAML, e.g. 3, [0, 1], text)") from None
+    return params
+
+
+def notebook_parameters(name: str) -> list[str]:
+    import papermill
+
+    return list(papermill.inspect_notebook(str(REPO_ROOT / "book" / f"{name}.ipynb")))
+
+
+def _check_chapter(name: str, scale: str, params: dict) -> None:
+    names = chapter_names()
+    if name not in names:
+        raise UserError(f"unknown chapter {name!r}; valid: {', '.join(names)}")
+    if scale not in SCALES:
+        raise UserError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
+    valid = notebook_parameters(name)
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise UserError(f"chapter {name}: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+    if "scale" in params:
+        raise UserError("pass the scale with --scale, not -p scale")
+
+
+def stage_dir(scale: str) -> Path:
+    return REPO_ROOT / "_build" / scale / "src"
+
+
+def _stage_sources(scale: str) -> Path:
+    """Copy the book's non-notebook sources into the staging directory (notebooks arrive executed)."""
+    stage = stage_dir(scale)
+    for item in BOOK_SOURCES:
+        source = REPO_ROOT / item
+        if source.is_dir():
+            shutil.copytree(source, stage / item, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"))
+        else:
+            stage.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, stage / item)
+    return stage
+
+
+def _collapse_injected_parameters(path: Path) -> None:
+    """Show papermill's injected-parameters cell collapsed (a toggle) rather than as raw code."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "hide-cell" not in tags:
+            tags.append("hide-cell")
+    nbformat.write(nb, path)
+
+
+@dataclass
+class ChapterResult:
+    name: str
+    scale: str
+    ok: bool
+    seconds: float
+    notebook: Path
+    error: str = ""
+
+    def describe(self) -> str:
+        if self.ok:
+            return f"chapter {self.name} ({self.scale}) executed in {self.seconds:.1f} s: {self.notebook}"
+        return f"chapter {self.name} ({self.scale}) FAILED after {self.seconds:.1f} s: {self.error}; notebook kept at {self.notebook}"
+
+
+def run_chapter(name: str, scale: str, params: dict | None = None) -> ChapterResult:
+    """Execute one chapter with papermill into the staging directory of its scale."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    params = dict(params or {})
+    _check_chapter(name, scale, params)
+    stage = _stage_sources(scale)
+    output = stage / "book" / f"{name}.ipynb"
+    failed = REPO_ROOT / "_build" / scale / "failed" / f"{name}.ipynb"
+    failed.unlink(missing_ok=True)
+    os.environ["SSL_RESULTS"] = str(results_root().resolve())  # the kernel inherits it
+    started = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(REPO_ROOT / "book" / f"{name}.ipynb"), str(output), parameters=dict(params, scale=scale),
+            kernel_name="python3", cwd=str(REPO_ROOT), progress_bar=False, request_save_on_cell_execute=False,
+        )
+    except PapermillExecutionError as exc:
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(output, failed)
+        return ChapterResult(name, scale, False, time.perf_counter() - started, failed,
+                             f"cell {exc.exec_count} raised {exc.ename}: {exc.evalue}")
+    _collapse_injected_parameters(output)
+    return ChapterResult(name, scale, True, time.perf_counter() - started, output)
+
+
+def build_book(scale: str) -> bool:
+    """Run every chapter; build the HTML only if all succeeded. Prints a timing table."""
+    if scale not in SCALES:
+        raise UserError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
+    shutil.rmtree(stage_dir(scale), ignore_errors=True)  # no page survives from an earlier build
+    results = []
+    for name in chapter_names():
+        print(f"executing chapter {name} at {scale} scale ...", file=sys.stderr, flush=True)
+        result = run_chapter(name, scale)
+        print(result.describe(), file=sys.stderr, flush=True)
+        results.append(result)
+    failed = [r for r in results if not r.ok]
+    build_seconds = 0.0
+    if not failed:
+        started = time.perf_counter()
+        stage = stage_dir(scale)
+        out = REPO_ROOT / "_build" / scale
+        command = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(stage), "--path-output", str(out), "-W", "-n", "--keep-going"]
+        build = subprocess.run(command, capture_output=True, text=True)
+        build_seconds = time.perf_counter() - started
+        if build.returncode != 0:
+            sys.stderr.write(build.stdout[-4000:] + build.stderr[-4000:])
+            print(f"error: jupyter-book build failed (exit {build.returncode})", file=sys.stderr)
+            return False
+    times = {"scale": scale, "chapters": {r.name: round(r.seconds, 1) for r in results},
+             "html_build_seconds": round(build_seconds, 1)}
+    write_json_atomic(results_root() / scale / "build_times.json", times)
+    print(f"\n{'chapter':<32}{'seconds':>10}{'status':>10}")
+    for r in results:
+        print(f"{r.name:<32}{r.seconds:>10.1f}{'ok' if r.ok else 'FAILED':>10}")
+    print(f"{'html build':<32}{build_seconds:>10.1f}")
+    if failed:
+        for r in failed:
+            print(f"error: {r.describe()}", file=sys.stderr)
+        print("error: the book was not built because a chapter failed", file=sys.stderr)
+        return False
+    print(f"book: {REPO_ROOT / '_build' / scale / '_build' / 'html' / 'index.html'}")
+    return True
+
+
+def executed_notebook(name: str, scale: str) -> Path:
+    return stage_dir(scale) / "book" / f"{name}.ipynb"
+
+
+def chapter_results(name: str, scale: str) -> dict:
+    return json.loads((results_root() / scale / f"{name}.json").read_text())

@@ -1,0 +1,116 @@
+"""Capacity vs data (collapse paper, Fig. 10 and 11): SimSiam at equal step budgets on growing subsets."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .. import data as datasets
+from ..augment import IMAGENET, GREY_SMALL
+from ..claims import claim
+from ..evaluate import raw_pixel_baseline
+from ..store import results_root
+from ..train import TrainConfig, train
+from . import cached_json
+
+IMAGENET_STEPS_100_EPOCHS = 100 * (1_281_167 // 256)
+
+PRESETS = {
+    "smoke": dict(dataset="fashion_mnist", archs=["resnet18"], widths=[4], subsets=[0.01, 1.0], seeds=[0, 1],
+                  steps=4, batch_size=64, image_size=28, lr=0.05, weight_decay=5e-4, warmup_steps=0,
+                  proj_layers=2, eval_train_images=2000, eval_test_images=500),
+    "quick": dict(dataset="fashion_mnist", archs=["resnet18"], widths=[8], subsets=[0.01, 0.1, 1.0], seeds=[0, 1],
+                  steps=1000, batch_size=128, image_size=20, lr=0.05, weight_decay=5e-4, warmup_steps=50,
+                  proj_layers=2, eval_train_images=0, eval_test_images=0),
+    "paper": dict(dataset="imagenet", archs=["resnet18", "resnet34"], widths=[64],
+                  subsets=[0.01, 0.05, 0.1, 0.2, 0.5, 1.0], seeds=[0, 1, 2], steps=IMAGENET_STEPS_100_EPOCHS,
+                  batch_size=256, image_size=224, lr=0.05, weight_decay=1e-4, warmup_steps=0, proj_layers=3,
+                  eval_train_images=0, eval_test_images=0),
+}
+
+# What the paper reports, with where it comes from (the "paper" column of the chapter).
+PAPER = {
+    "auc_by_subset": {0.01: 0.61, 0.05: 0.75, 0.1: 0.84, 0.2: 0.88, 0.5: 0.87, 1.0: 0.86},
+    "auc_source": "ResNet-18 spectra released by the authors (Fig. 11 / ALGORITHMS.md section 1)",
+    "linear_r18_full": 30.0,
+    "linear_r34_full": 16.8,
+    "linear_source": "Table 2, multiple pass, ImageNet linear probe, 100 epochs",
+}
+
+
+def _config(p: dict, arch: str, width: int, subset: float, seed: int, steps: int) -> TrainConfig:
+    return TrainConfig(
+        method="simsiam", arch=arch, width=width, stem="imagenet" if p["dataset"] == "imagenet" else "cifar",
+        dataset=p["dataset"], image_size=p["image_size"], subset=subset, steps=steps, batch_size=p["batch_size"],
+        seed=seed, base_lr=p["lr"], weight_decay=p["weight_decay"], warmup_steps=p["warmup_steps"],
+        proj_layers=p["proj_layers"], augment=IMAGENET if p["dataset"] == "imagenet" else GREY_SMALL,
+        eval_train_images=p["eval_train_images"], eval_test_images=p["eval_test_images"],
+    )
+
+
+def run_grid(p: dict, progress: bool = True) -> pd.DataFrame:
+    """Every (arch, width, subset, seed) SimSiam run, plus the random-init network of each seed (0 steps)."""
+    rows = []
+    for arch in p["archs"]:
+        for width in p["widths"]:
+            for seed in p["seeds"]:
+                summary = train(_config(p, arch, width, 1.0, seed, 0), progress=False)
+                rows.append(dict(summary, kind="random init"))
+                for subset in p["subsets"]:
+                    summary = train(_config(p, arch, width, subset, seed, p["steps"]), progress=progress)
+                    rows.append(dict(summary, kind="trained"))
+    return pd.DataFrame(rows)
+
+
+def raw_pixels(p: dict) -> dict:
+    """kNN / linear probe / spectrum of the raw pixels (cached per data set and evaluation size)."""
+    def compute():
+        data = datasets.evaluation_view(datasets.load(p["dataset"]), p["eval_train_images"], p["eval_test_images"])
+        return raw_pixel_baseline(data)
+
+    key = f"{p['dataset']}-{p['eval_train_images']}-{p['eval_test_images']}"
+    return cached_json(results_root() / "baselines" / f"raw_pixels-{key}.json", compute)
+
+
+def _paired(df: pd.DataFrame, metric: str, a: dict, b: dict) -> list[float]:
+    """Per-seed metric(a) - metric(b), for the seeds both conditions have."""
+    sel = lambda cond: df[np.logical_and.reduce([df[k] == v for k, v in cond.items()])].set_index("seed")[metric]
+    left, right = sel(a), sel(b)
+    common = left.index.intersection(right.index)
+    return (left[common] - right[common]).tolist()
+
+
+def claims(df: pd.DataFrame, p: dict) -> list[dict]:
+    trained = df[df.kind == "trained"]
+    subsets = sorted(p["subsets"])
+    smallest, largest = subsets[0], subsets[-1]
+    middle = subsets[len(subsets) // 2] if len(subsets) > 2 else smallest
+    arch, width = p["archs"][0], p["widths"][0]
+    base = dict(arch=arch, width=width)
+    out = [
+        claim("auc_rises_with_data",
+              f"At an equal step budget, {arch} collapses more (higher AUC) on the full data than on a small subset.",
+              f"AUC {PAPER['auc_by_subset'][0.01]:.2f} at 1 % -> {PAPER['auc_by_subset'][1.0]:.2f} at 100 % "
+              f"({PAPER['auc_source']})",
+              _paired(trained, "auc", dict(base, subset=largest), dict(base, subset=smallest)),
+              direction=+1, min_effect=0.01,
+              what=f"AUC(subset {largest:g}) - AUC(subset {smallest:g}), paired by seed"),
+        claim("accuracy_drops_with_data",
+              f"At an equal step budget, {arch} is less accurate trained on the full data than on an "
+              "intermediate subset (relative under-parameterisation).",
+              "ResNet-18 accuracy peaks at an intermediate ImageNet subset and falls at 100 % "
+              f"({PAPER['linear_r18_full']} % linear; Fig. 10, Table 2)",
+              _paired(trained, "knn_acc", dict(base, subset=largest), dict(base, subset=middle)),
+              direction=-1, min_effect=0.005,
+              what=f"kNN acc(subset {largest:g}) - kNN acc(subset {middle:g}), paired by seed"),
+    ]
+    if "resnet34" in p["archs"] and "resnet18" in p["archs"]:
+        out.append(claim(
+            "deeper_collapses_more",
+            "ResNet-34 (same width, more depth) collapses more than ResNet-18 on the full data.",
+            f"ResNet-34 spectra more collapsed (supplement Fig. 1); {PAPER['linear_r34_full']} % vs "
+            f"{PAPER['linear_r18_full']} % linear",
+            _paired(trained, "auc", dict(arch="resnet34", width=width, subset=largest),
+                    dict(arch="resnet18", width=width, subset=largest)),
+            direction=+1, min_effect=0.01,
+            what="AUC(resnet34) - AUC(resnet18) on the largest subset, paired by seed"))
+    return out
