@@ -123,8 +123,8 @@ def _random_erase(x: torch.Tensor, cfg: AugmentConfig, generator) -> torch.Tenso
     left = torch.rand(n, generator=generator, device=device) * (w - ew)
     rows = torch.arange(h, device=device).view(1, h, 1)
     cols = torch.arange(w, device=device).view(1, 1, w)
-    inside = (rows >= top.view(-1, 1, 1)) & (rows < (top + eh).view(-1, 1, 1))
-    inside &= (cols >= left.view(-1, 1, 1)) & (cols < (left + ew).view(-1, 1, 1))
+    in_rows = (rows >= top.view(-1, 1, 1)) & (rows < (top + eh).view(-1, 1, 1))
+    inside = in_rows & (cols >= left.view(-1, 1, 1)) & (cols < (left + ew).view(-1, 1, 1))
     apply = torch.rand(n, generator=generator, device=device) < cfg.erase_p
     return x.masked_fill((inside & apply.view(-1, 1, 1)).unsqueeze(1), 0.0)
 

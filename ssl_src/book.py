@@ -7,7 +7,6 @@ is ever published from it, and the book is not built.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -174,11 +173,3 @@ def build_book(scale: str) -> bool:
         return False
     print(f"book: {REPO_ROOT / '_build' / scale / '_build' / 'html' / 'index.html'}")
     return True
-
-
-def executed_notebook(name: str, scale: str) -> Path:
-    return stage_dir(scale) / "book" / f"{name}.ipynb"
-
-
-def chapter_results(name: str, scale: str) -> dict:
-    return json.loads((results_root() / scale / f"{name}.json").read_text())

@@ -35,6 +35,7 @@ def cmd_train(args) -> int:
         batch_size=args.batch_size, seed=args.seed, base_lr=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, fix_pred_lr=not args.decay_pred_lr,
         proj_dim=args.proj_dim, pred_dim=args.pred_dim, proj_layers=args.proj_layers, precision=args.precision,
+        eval_train_images=args.eval_train_images, eval_test_images=args.eval_test_images,
     )
     summary = train(cfg, evaluate=not args.no_eval, force=args.force, progress=not args.no_progress)
     print(json.dumps({k: _finite(v) for k, v in summary.items() if k != "singular_values"}))
@@ -99,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--pred-dim", type=int, default=defaults.pred_dim, help="0 = 8 * width")
     train.add_argument("--proj-layers", type=int, default=defaults.proj_layers)
     train.add_argument("--precision", default=defaults.precision, choices=PRECISIONS)
+    train.add_argument("--eval-train-images", type=int, default=0, help="evaluate on this many training images (0 = all)")
+    train.add_argument("--eval-test-images", type=int, default=0, help="evaluate on this many test images (0 = all)")
     train.add_argument("--no-eval", action="store_true", help="skip kNN / linear probe / collapse metrics")
     train.add_argument("--force", action="store_true", help="train again even if the run is stored")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -133,42 +133,48 @@ def _download(url: str, target: Path) -> None:
     os.replace(tmp.name, target)
 
 
-def fetch(name: str, log=print) -> Path:
-    """Make the data set available: reuse a verified copy, else apt-get, else download."""
-    spec = manifest(name)
+def _located(name: str) -> Path | None:
     locate.cache_clear()
     try:
-        directory = locate(name)
-        log(f"{name}: verified copy at {directory}")
-        return directory
+        return locate(name)
     except UserError:
-        pass
+        return None
+
+
+def _apt_install(package: str) -> None:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    if subprocess.run(["apt-get", "install", "-y", "-qq", package], env=env).returncode != 0:
+        subprocess.run(["apt-get", "update", "-qq"], env=env)  # a fresh machine has no package lists yet
+        subprocess.run(["apt-get", "install", "-y", "-qq", package], env=env)
+
+
+def fetch(name: str, log=print) -> Path:
+    """Make the data set available: re-use a verified copy, else apt-get (as root), else download."""
+    spec = manifest(name)
+    checksummed = all("sha256_uncompressed" in e for e in spec["files"].values())
+    found = _located(name) if checksummed else None
     for source in spec["sources"]:
+        if found:
+            break
         if source["kind"] == "directory" and shutil.which("apt-get") and os.geteuid() == 0:
             log(f"{name}: installing Debian package {source['debian_package']}")
-            env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-            result = subprocess.run(["apt-get", "install", "-y", "-qq", source["debian_package"]], env=env)
-            if result.returncode != 0:
-                subprocess.run(["apt-get", "update", "-qq"], env=env)
-                subprocess.run(["apt-get", "install", "-y", "-qq", source["debian_package"]], env=env)
-        elif source["kind"] == "url" and "sha256_uncompressed" in next(iter(spec["files"].values())):
-            target_dir = data_root() / name
+            _apt_install(source["debian_package"])
+        elif source["kind"] == "url" and checksummed:
             for entry in spec["files"].values():
                 url = source["base"] + entry["path"]
                 log(f"{name}: downloading {url}")
                 try:
-                    _download(url, target_dir / entry["path"])
+                    _download(url, data_root() / name / entry["path"])
                 except OSError as exc:
                     log(f"{name}: download failed ({exc})")
                     break
-        locate.cache_clear()
-        try:
-            directory = locate(name)
-            log(f"{name}: verified copy at {directory}")
-            return directory
-        except UserError:
+        else:
             continue
-    if "archive" in spec:
+        found = _located(name)
+    if found:
+        log(f"{name}: verified copy at {found}")
+        return found
+    if not checksummed:
         raise UserError(
             f"dataset {name!r} is not fetched automatically; place it under {data_root() / name} "
             f"as described in data_manifest/{name}.json ({spec['archive']['file']}, md5 {spec['archive']['md5']})"

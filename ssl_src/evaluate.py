@@ -112,7 +112,7 @@ def evaluate_features(train_x: torch.Tensor, test_x: torch.Tensor, data: ImageDa
     return result
 
 
-def raw_pixel_baseline(data: ImageData) -> dict:
-    """The same evaluation on flattened, normalised pixels: what a representation must beat."""
-    flat = lambda images: centre_view(images, data.image_size, data.mean, data.std).reshape(len(images), -1)
+def raw_pixel_baseline(data: ImageData, image_size: int) -> dict:
+    """The same evaluation on flattened, normalised pixels at the training resolution: what a representation must beat."""
+    flat = lambda images: centre_view(images, image_size, data.mean, data.std).reshape(len(images), -1)
     return evaluate_features(flat(data.train_images), flat(data.test_images), data)

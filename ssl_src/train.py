@@ -131,6 +131,12 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def set_learning_rates(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    """Scale every group's lr by the schedule, except groups flagged `fixed_lr` (SimSiam's predictor)."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] if group["fixed_lr"] else group["initial_lr"] * factor
+
+
 def build_model(cfg: TrainConfig, in_chans: int):
     torch.manual_seed(cfg.seed)
     backbone = build_backbone(cfg.arch, cfg.width, in_chans, cfg.stem)
@@ -189,9 +195,7 @@ def train(cfg: TrainConfig, *, evaluate: bool = True, force: bool = False, progr
                file=sys.stderr, mininterval=2.0, dynamic_ncols=False, ncols=100)
     train_started = time.perf_counter()
     for step, batch_idx in enumerate(iid_batches(indices, cfg.batch_size, cfg.steps, cfg.seed)):
-        factor = lr_factor(step, cfg.steps, cfg.warmup_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = group["initial_lr"] if group["fixed_lr"] else group["initial_lr"] * factor
+        set_learning_rates(optimizer, lr_factor(step, cfg.steps, cfg.warmup_steps))
         images = data.train_images[torch.from_numpy(batch_idx)].to(device, non_blocking=True)
         x1 = augment(images, cfg.augment, cfg.image_size, data.mean, data.std, generator)
         x2 = augment(images, cfg.augment, cfg.image_size, data.mean, data.std, generator)

@@ -65,9 +65,9 @@ def raw_pixels(p: dict) -> dict:
     """kNN / linear probe / spectrum of the raw pixels (cached per data set and evaluation size)."""
     def compute():
         data = datasets.evaluation_view(datasets.load(p["dataset"]), p["eval_train_images"], p["eval_test_images"])
-        return raw_pixel_baseline(data)
+        return raw_pixel_baseline(data, p["image_size"])
 
-    key = f"{p['dataset']}-{p['eval_train_images']}-{p['eval_test_images']}"
+    key = f"{p['dataset']}-{p['image_size']}px-{p['eval_train_images']}-{p['eval_test_images']}"
     return cached_json(results_root() / "baselines" / f"raw_pixels-{key}.json", compute)
 
 

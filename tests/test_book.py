@@ -1,0 +1,48 @@
+"""The smoke-scale chapter and book: executed for real, failures never published, HTML offline."""
+import json
+import re
+
+import nbformat
+import pytest
+
+from ssl_src.book import build_book, parse_parameters, run_chapter, stage_dir
+from ssl_src.claims import VERDICTS
+from ssl_src.store import REPO_ROOT
+
+
+def test_parameters_are_read_as_yaml():
+    assert parse_parameters([["seeds", "[0, 1]"], ["steps", "5"], ["dataset", "fashion_mnist"]]) == {
+        "seeds": [0, 1], "steps": 5, "dataset": "fashion_mnist"}
+
+
+def test_smoke_chapter_writes_claims_and_hides_injected_parameters(results_dir):
+    result = run_chapter("capacity_vs_data", "smoke", {"seeds": [0, 1]})
+    assert result.ok, result.error
+    claims = json.loads((results_dir / "smoke" / "capacity_vs_data.json").read_text())
+    assert claims["scale"] == "smoke" and claims["provenance"]["run_ids"]
+    for claim in claims["claims"]:
+        assert set(claim) >= {"id", "statement", "paper", "reproduced", "statistic", "verdict"}
+        assert claim["verdict"] in VERDICTS
+    nb = nbformat.read(result.notebook, as_version=4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and "hide-cell" in injected[0].metadata["tags"]
+    assert "seeds = [0, 1]" in injected[0].source
+
+
+def test_failed_chapter_is_reported_with_its_cell_and_never_staged(results_dir):
+    staged = stage_dir("smoke") / "book" / "capacity_vs_data.ipynb"
+    result = run_chapter("capacity_vs_data", "smoke", {"steps": -1})
+    assert not result.ok
+    assert re.search(r"cell \d+ raised UserError: steps must be >= 0", result.error)
+    assert not staged.exists() and result.notebook.exists()
+
+
+def test_smoke_book_builds_offline_html(results_dir):
+    assert build_book("smoke")
+    html_dir = REPO_ROOT / "_build" / "smoke" / "_build" / "html"
+    page = (html_dir / "book" / "capacity_vs_data.html").read_text()
+    external = re.findall(r'<(?:script|link)[^>]+(?:src|href)="(https?://[^"]+)"', page)
+    assert external == []
+    assert re.search(r'<script[^>]+src="[^"]*_static/mathjax/[^"]*"', page)  # MathJax served locally
+    assert "not reproduced" in page or "reproduced" in page or "inconclusive" in page
+    assert json.loads((results_dir / "smoke" / "build_times.json").read_text())["chapters"]["capacity_vs_data"] > 0
