@@ -26,19 +26,67 @@ def _finite(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+# Flags whose name or sense differs from the TrainConfig field: field -> (flag, store value when given).
+INVERTED_FLAGS = {"fix_pred_lr": "--decay-pred-lr", "stop_grad": "--no-stop-grad",
+                  "freeze_patch_embed": "--no-freeze-patch-embed"}
+RENAMED = {"base_lr": "--lr"}
+FIELD_HELP = {
+    "method": "self-supervised method", "arch": "backbone", "width": "base width; 64 = the paper's nets",
+    "stem": "ResNet stem: cifar (3x3, stride 1, no max-pool) or imagenet", "subset": "fraction of the training set in (0, 1]",
+    "data_seed": "seed of the fixed data permutation", "ordering": "data ordering",
+    "chunks": "chunks of the permutation for single/cumulative/hybrid (0 = one per epoch)",
+    "switch": "hybrid: fraction of the steps trained single-pass", "batch_size": "global batch size",
+    "base_lr": "base lr; lr = base * batch / 256", "warmup_epochs": "linear lr warmup, in epochs of the full set",
+    "fix_pred_lr": "decay the predictor's lr too (default: fixed)", "stop_grad": "remove the stop-gradient (SimSiam collapse demo)",
+    "predictor": "predictor head", "proj_hidden_dim": "0 = the method's default", "proj_dim": "0 = the method's default",
+    "pred_dim": "predictor hidden width; 0 = the method's default", "proj_layers": "0 = the method's default",
+    "ema": "base momentum of target networks (rises to 1 on a cosine)", "temperature": "MoCo-v3 InfoNCE temperature",
+    "queue_size": "NNSiam queue length (0 = 25,600 scaled by data-set size)", "dp_rho": "DirectPred: weight of the old correlation",
+    "dp_eps": "DirectPred eps", "dp_freq": "DirectPred: rewrite the predictor every N steps", "teacher": "distill: run id of the teacher",
+    "freeze_patch_embed": "train the ViT patch projection", "sync_bn": "SyncBatchNorm across data-parallel processes",
+    "monitor_every": "steps between live collapse measurements (0 = off)",
+    "eval_train_images": "evaluate on this many training images (0 = all)", "eval_test_images": "evaluate on this many test images (0 = all)",
+}
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (except the augmentation recipe), defaults from the dataclass."""
+    from dataclasses import fields
+
+    from .data import dataset_names
+    from .methods import method_names
+    from .models import STEMS, arch_names
+    from .orderings import ORDERINGS
+    from .train import OPTIMIZERS, PRECISIONS, PREDICTORS, TrainConfig
+
+    choices = {"method": method_names(), "arch": arch_names(), "dataset": dataset_names(), "stem": STEMS,
+               "ordering": ORDERINGS, "optimizer": OPTIMIZERS, "predictor": PREDICTORS, "precision": PRECISIONS}
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        if f.name == "augment":
+            continue
+        default = getattr(defaults, f.name)
+        help_text = FIELD_HELP.get(f.name, "")
+        if f.name in INVERTED_FLAGS:
+            parser.add_argument(INVERTED_FLAGS[f.name], dest=f.name, action="store_false", help=help_text)
+        elif isinstance(default, bool):
+            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, action="store_true", help=help_text)
+        else:
+            flag = RENAMED.get(f.name, f"--{f.name.replace('_', '-')}")
+            extra = {"metavar": "{" + ",".join(choices[f.name]) + "}"} if f.name in choices else {}
+            parser.add_argument(flag, dest=f.name, type=type(default), default=default,
+                                help=f"{help_text} (default: {default!r})".strip(), **extra)
+
+
 def cmd_train(args) -> int:
+    from dataclasses import fields
+
     from .train import TrainConfig, train
 
-    cfg = TrainConfig(
-        method=args.method, arch=args.arch, width=args.width, stem=args.stem, dataset=args.dataset,
-        image_size=args.image_size, subset=args.subset, data_seed=args.data_seed, steps=args.steps,
-        batch_size=args.batch_size, seed=args.seed, base_lr=args.lr, momentum=args.momentum,
-        weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, fix_pred_lr=not args.decay_pred_lr,
-        proj_dim=args.proj_dim, pred_dim=args.pred_dim, proj_layers=args.proj_layers, precision=args.precision,
-        eval_train_images=args.eval_train_images, eval_test_images=args.eval_test_images,
-    )
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "augment"})
     summary = train(cfg, evaluate=not args.no_eval, force=args.force, progress=not args.no_progress)
-    print(json.dumps({k: _finite(v) for k, v in summary.items() if k != "singular_values"}))
+    if summary is not None:  # data-parallel ranks other than 0 print nothing
+        print(json.dumps({k: _finite(v) for k, v in summary.items() if k != "singular_values"}))
     return 0
 
 
@@ -71,37 +119,12 @@ def cmd_book(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .data import dataset_names
-    from .train import PRECISIONS, TrainConfig
-
-    defaults = TrainConfig()
     parser = OneLineParser(prog="python -m ssl_src", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     train = sub.add_parser("train", help="train (or re-use) one run, evaluate it, print a JSON summary")
-    train.add_argument("--method", default=defaults.method, help="self-supervised method (default %(default)s)")
-    train.add_argument("--arch", default=defaults.arch, help="backbone: resnet18, resnet34, basic50, resnet50, bottleneck26, bottleneck26_2x")
-    train.add_argument("--width", type=int, default=defaults.width, help="base width; 64 = the paper's nets (default %(default)s)")
-    train.add_argument("--stem", default=defaults.stem, help="cifar (3x3, stride 1, no max-pool) or imagenet")
-    train.add_argument("--dataset", default=defaults.dataset, help=f"one of {', '.join(dataset_names())}")
-    train.add_argument("--image-size", type=int, default=defaults.image_size)
-    train.add_argument("--subset", type=float, default=defaults.subset, help="fraction of the training set in (0, 1]")
-    train.add_argument("--data-seed", type=int, default=defaults.data_seed, help="seed of the fixed data permutation")
-    train.add_argument("--steps", type=int, default=defaults.steps)
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument("--lr", type=float, default=defaults.base_lr, help="base lr; lr = base * batch / 256")
-    train.add_argument("--momentum", type=float, default=defaults.momentum)
-    train.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    train.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
-    train.add_argument("--decay-pred-lr", action="store_true", help="decay the predictor's lr too (default: fixed)")
-    train.add_argument("--proj-dim", type=int, default=defaults.proj_dim, help="0 = 32 * width")
-    train.add_argument("--pred-dim", type=int, default=defaults.pred_dim, help="0 = 8 * width")
-    train.add_argument("--proj-layers", type=int, default=defaults.proj_layers)
-    train.add_argument("--precision", default=defaults.precision, choices=PRECISIONS)
-    train.add_argument("--eval-train-images", type=int, default=0, help="evaluate on this many training images (0 = all)")
-    train.add_argument("--eval-test-images", type=int, default=0, help="evaluate on this many test images (0 = all)")
+    add_config_flags(train)
     train.add_argument("--no-eval", action="store_true", help="skip kNN / linear probe / collapse metrics")
     train.add_argument("--force", action="store_true", help="train again even if the run is stored")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")

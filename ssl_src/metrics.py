@@ -11,7 +11,11 @@ def singular_values(features: torch.Tensor) -> torch.Tensor:
 
 
 def cumulative_spectrum(sigma: torch.Tensor) -> torch.Tensor:
-    """C_j = (sigma_1 + ... + sigma_j) / sum(sigma): the singular values themselves, not their squares."""
+    """C_j = (sigma_1 + ... + sigma_j) / sum(sigma): the singular values themselves, not their squares.
+
+    A zero spectrum (every sample identical) counts as rank one: C_j = 1 for every j."""
+    if sigma.sum() <= 0:
+        return torch.ones_like(sigma)
     return torch.cumsum(sigma, 0) / sigma.sum()
 
 
@@ -21,7 +25,11 @@ def collapse_auc(sigma: torch.Tensor) -> float:
 
 
 def effective_rank(sigma: torch.Tensor, eps: float = 1e-7) -> float:
-    """RankMe: exp of the entropy of p_k = sigma_k / sum(sigma) (+eps, as in Garrido et al.)."""
+    """RankMe: exp of the entropy of p_k = sigma_k / sum(sigma) (+eps, as in Garrido et al.).
+
+    A zero spectrum (every sample identical) has no dimension left: 0."""
+    if sigma.sum() <= 0:
+        return 0.0
     p = sigma / sigma.sum() + eps
     return float(torch.exp(-(p * torch.log(p)).sum()))
 

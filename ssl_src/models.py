@@ -1,34 +1,37 @@
 """Backbones (timm ResNets with a scalable base width) and the MLP heads every method builds from.
 
-The residual nets of the collapse paper's Table 1 are registered with timm, so
-`timm.create_model("scaled_resnet18", width=16, stem="cifar", in_chans=1)` builds the CPU-scale
-net and `width=64, stem="imagenet"` the paper's. `stem="cifar"` is the 3x3 stride-1 stem with no
-max-pool used for 28-32 px images.
+The residual nets of the collapse paper's Table 1 and the ViTs of its supplement are registered with
+timm (on first use, or by `register_with_timm()`: importing timm costs seconds, which a command that
+only checks its arguments should not pay), so `timm.create_model("scaled_resnet18", width=16,
+stem="cifar", in_chans=1)` builds the CPU-scale net and `width=64, stem="imagenet"` the paper's.
+`stem="cifar"` is the 3x3 stride-1 stem with no max-pool used for 28-32 px images.
 """
 from __future__ import annotations
 
-import timm
+import functools
+
 import torch
-from timm.models import register_model
-from timm.models.resnet import BasicBlock, Bottleneck, ResNet, make_blocks
 from torch import nn
 
 from .errors import UserError
 
 # block, layers, width_per_group multiplier (bottleneck26_2x: width_per_group 128)
 RESNETS = {
-    "resnet18": (BasicBlock, (2, 2, 2, 2), 1),
-    "resnet34": (BasicBlock, (3, 4, 6, 3), 1),
-    "basic50": (BasicBlock, (5, 6, 9, 4), 1),
-    "resnet50": (Bottleneck, (3, 4, 6, 3), 1),
-    "bottleneck26": (Bottleneck, (2, 2, 2, 2), 1),
-    "bottleneck26_2x": (Bottleneck, (2, 2, 2, 2), 2),
+    "resnet18": ("basic", (2, 2, 2, 2), 1),
+    "resnet34": ("basic", (3, 4, 6, 3), 1),
+    "basic50": ("basic", (5, 6, 9, 4), 1),
+    "resnet50": ("bottleneck", (3, 4, 6, 3), 1),
+    "bottleneck26": ("bottleneck", (2, 2, 2, 2), 1),
+    "bottleneck26_2x": ("bottleneck", (2, 2, 2, 2), 2),
 }
 STEMS = ("cifar", "imagenet")
 
 
-def _scaled_resnet(arch: str, width: int, stem: str, in_chans: int) -> ResNet:
-    block, layers, group_multiplier = RESNETS[arch]
+def _scaled_resnet(arch: str, width: int = 64, stem: str = "cifar", in_chans: int = 3, **_timm_cfg) -> nn.Module:
+    from timm.models.resnet import BasicBlock, Bottleneck, ResNet, make_blocks
+
+    block_name, layers, group_multiplier = RESNETS[arch]
+    block = BasicBlock if block_name == "basic" else Bottleneck
     if stem not in STEMS:
         raise UserError(f"unknown stem {stem!r}; valid: {', '.join(STEMS)}")
     channels = (width, 2 * width, 4 * width, 8 * width)
@@ -49,31 +52,62 @@ def _scaled_resnet(arch: str, width: int, stem: str, in_chans: int) -> ResNet:
     return net
 
 
-def _register(arch: str) -> None:
-    def build(pretrained: bool = False, width: int = 64, stem: str = "cifar", in_chans: int = 3, **_timm_cfg) -> ResNet:
+def _register(arch: str, make) -> None:
+    from timm.models import register_model
+
+    def build(pretrained: bool = False, **kwargs) -> nn.Module:
         if pretrained:
             raise UserError("no pretrained weights: this project trains every network itself")
-        return _scaled_resnet(arch, width=width, stem=stem, in_chans=in_chans)
+        return make(arch, **{k: v for k, v in kwargs.items() if not k.startswith("pretrained_cfg")})
 
     build.__name__ = f"scaled_{arch}"
     build.__module__ = __name__
     register_model(build)
 
 
-for _arch in RESNETS:
-    _register(_arch)
+# ViT-Small (patch 16, dim 384, 6 heads) and its shallower variants; width 64 = dim 384 (6 heads of width).
+VITS = {"vit_small": 12, "vit_small_d6": 6, "vit_small_d3": 3}
+
+
+def _scaled_vit(arch: str, width: int = 64, image_size: int = 224, in_chans: int = 3,
+                freeze_patch_embed: bool = True, **_timm_cfg) -> nn.Module:
+    from timm.models.vision_transformer import VisionTransformer
+
+    depth = VITS[arch]
+    patch = 16 if image_size >= 64 else 4  # 7x7 patches on a 28 px image, 14x14 on 224 px
+    net = VisionTransformer(img_size=image_size, patch_size=patch, in_chans=in_chans, num_classes=0,
+                            embed_dim=6 * width, depth=depth, num_heads=6, global_pool="token")
+    if freeze_patch_embed:  # MoCo-v3's trick, used by the collapse paper's ViT runs
+        net.patch_embed.proj.requires_grad_(False)
+    return net
+
+
+@functools.cache
+def register_with_timm() -> None:
+    """Register every scaled net with timm (once per process)."""
+    for arch in RESNETS:
+        _register(arch, _scaled_resnet)
+    for arch in VITS:
+        _register(arch, _scaled_vit)
 
 
 def arch_names() -> list[str]:
-    return list(RESNETS)
+    return list(RESNETS) + list(VITS)
 
 
-def build_backbone(arch: str, width: int, in_chans: int, stem: str = "cifar") -> nn.Module:
-    """A backbone whose `num_features` is the pooled representation dim (8*width, or 32*width for bottlenecks)."""
-    if arch not in RESNETS:
+def build_backbone(arch: str, width: int, in_chans: int, stem: str = "cifar", image_size: int = 28,
+                   freeze_patch_embed: bool = True) -> nn.Module:
+    """A backbone whose `num_features` is the pooled representation dim (8w basic, 32w bottleneck, 6w ViT)."""
+    if arch not in arch_names():
         raise UserError(f"unknown arch {arch!r}; valid: {', '.join(arch_names())}")
     if width < 1:
         raise UserError(f"width must be a positive integer, got {width}")
+    import timm
+
+    register_with_timm()
+    if arch in VITS:
+        return timm.create_model(f"scaled_{arch}", width=width, image_size=image_size, in_chans=in_chans,
+                                 freeze_patch_embed=freeze_patch_embed)
     return timm.create_model(f"scaled_{arch}", width=width, stem=stem, in_chans=in_chans)
 
 

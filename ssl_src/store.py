@@ -88,16 +88,31 @@ class Run:
         """Begin (or begin again) a run: stale per-step metrics and summary are removed."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self.summary_path.unlink(missing_ok=True)
-        (self.dir / "metrics.jsonl").unlink(missing_ok=True)
+        for stale in ("metrics.jsonl", "monitor.jsonl"):
+            (self.dir / stale).unlink(missing_ok=True)
         write_json_atomic(self.dir / "config.json", {"run_id": self.id, "version": __version__, "config": self.config})
 
-    def log_metrics(self, record: dict) -> None:
-        with open(self.dir / "metrics.jsonl", "a") as f:
+    def _append(self, name: str, record: dict) -> None:
+        with open(self.dir / name, "a") as f:
             f.write(json.dumps(record) + "\n")
 
-    def metrics(self) -> list[dict]:
-        path = self.dir / "metrics.jsonl"
+    def _records(self, name: str) -> list[dict]:
+        path = self.dir / name
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def log_metrics(self, record: dict) -> None:
+        """Per-step training metrics (loss, lr, throughput)."""
+        self._append("metrics.jsonl", record)
+
+    def metrics(self) -> list[dict]:
+        return self._records("metrics.jsonl")
+
+    def log_monitor(self, record: dict) -> None:
+        """Live collapse metrics of the probe set during training."""
+        self._append("monitor.jsonl", record)
+
+    def monitor(self) -> list[dict]:
+        return self._records("monitor.jsonl")
 
     def finish(self, summary: dict, provenance: dict) -> None:
         write_json_atomic(self.dir / "provenance.json", provenance)
@@ -128,7 +143,7 @@ def hardware_description(device: torch.device) -> str:
     return f"{model}, {torch.get_num_threads()} threads"
 
 
-def provenance(seed: int, device: torch.device, wall_seconds: float, precision: str) -> dict:
+def provenance(seed: int, device: torch.device, wall_seconds: float, precision: str, world_size: int = 1) -> dict:
     return {
         "git_commit": git_commit(),
         "package_version": __version__,
@@ -138,5 +153,6 @@ def provenance(seed: int, device: torch.device, wall_seconds: float, precision: 
         "hardware": hardware_description(device),
         "precision": precision,
         "wall_seconds": wall_seconds,
+        "data_parallel_processes": world_size,
         "python": platform.python_version(),
     }

@@ -1,13 +1,20 @@
-"""The one training loop: data -> batched augmentation -> method -> optimizer, then evaluation and the store."""
+"""The one training loop: data -> batched augmentation -> method -> optimizer, then evaluation and the store.
+
+Data-parallel under torchrun (DDP: gloo on CPU, NCCL on CUDA): every rank draws the same global batch
+indices and trains on its slice; rank 0 alone writes the run store and evaluates.
+"""
 from __future__ import annotations
 
+import json
 import math
+import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm.std import tqdm
 
 from . import data as datasets
@@ -15,10 +22,16 @@ from .augment import AugmentConfig, augment
 from .errors import UserError
 from .evaluate import evaluate_features, extract_features
 from .methods import build_method, method_names
-from .models import STEMS, arch_names, build_backbone, to_device_layout
-from .store import Run, provenance, save_torch_atomic
+from .metrics import collapse_metrics
+from .models import STEMS, VITS, arch_names, build_backbone, to_device_layout
+from .orderings import ORDERINGS, Schedule
+from .store import Run, provenance, results_root, save_torch_atomic
 
 PRECISIONS = ("auto", "bf16", "fp32")
+OPTIMIZERS = ("sgd", "lars", "adamw")
+PREDICTORS = ("mlp", "linear")
+MONITOR_PROBE_IMAGES = 2048
+COLLAPSE_WARNING_RANK = 2.0  # effective rank below this = complete collapse
 
 
 @dataclass(frozen=True)
@@ -33,25 +46,39 @@ class TrainConfig:
     image_size: int = 28
     subset: float = 1.0
     data_seed: int = 0
+    ordering: str = "iid"
+    chunks: int = 0  # 0 = one chunk per epoch
+    switch: float = 0.4  # hybrid: fraction of the steps trained single-pass
     steps: int = 1000
-    batch_size: int = 256
+    batch_size: int = 256  # global batch (split over data-parallel ranks)
     seed: int = 0
+    optimizer: str = "sgd"
     base_lr: float = 0.05  # lr = base_lr * batch_size / 256
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_steps: int = 0
+    warmup_epochs: float = 0.0  # added to warmup_steps; an epoch is len(full set) // batch steps
     fix_pred_lr: bool = True
-    proj_dim: int = 0  # 0 = scaled with the width: 32 * width (2048 at width 64, as the paper)
-    pred_dim: int = 0  # 0 = 8 * width (512 at width 64)
-    proj_layers: int = 3
+    stop_grad: bool = True
+    predictor: str = "mlp"
+    proj_hidden_dim: int = 0  # 0 = the method's default for this backbone and width
+    proj_dim: int = 0
+    pred_dim: int = 0
+    proj_layers: int = 0
+    ema: float = 0.99  # base momentum of BYOL / MoCo-v3 / DirectPred targets (cosine to 1)
+    temperature: float = 1.0  # MoCo-v3 InfoNCE (1.0 for ResNets in the MoCo-v3 code)
+    queue_size: int = 0  # NNSiam; 0 = 25,600 scaled by the data-set size (at least 2 batches)
+    dp_rho: float = 0.3  # DirectPred: weight of the OLD correlation estimate
+    dp_eps: float = 0.01
+    dp_freq: int = 1
+    teacher: str = ""  # distill: run id of a stored run whose backbone is the teacher
+    freeze_patch_embed: bool = True  # ViT
+    sync_bn: bool = False
+    monitor_every: int = 100  # steps between live collapse measurements (0 = off)
     precision: str = "auto"
     eval_train_images: int = 0  # 0 = the whole training set (as the authors); smoke scale uses fewer
     eval_test_images: int = 0  # 0 = the whole test set
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-
-    def head_sizes(self) -> dict:
-        return {"proj_dim": self.proj_dim or 32 * self.width, "pred_dim": self.pred_dim or 8 * self.width,
-                "proj_layers": self.proj_layers}
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -62,36 +89,35 @@ class TrainConfig:
     def lr(self) -> float:
         return self.base_lr * self.batch_size / 256
 
-    def validate(self, train_size: int | None = None) -> None:
-        if self.method not in method_names():
-            raise UserError(f"unknown method {self.method!r}; valid: {', '.join(method_names())}")
-        if self.arch not in arch_names():
-            raise UserError(f"unknown arch {self.arch!r}; valid: {', '.join(arch_names())}")
-        if self.dataset not in datasets.dataset_names():
-            raise UserError(f"unknown dataset {self.dataset!r}; valid: {', '.join(datasets.dataset_names())}")
-        if self.stem not in STEMS:
-            raise UserError(f"unknown stem {self.stem!r}; valid: {', '.join(STEMS)}")
-        if self.precision not in PRECISIONS:
-            raise UserError(f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
-        for name in ("width", "batch_size", "image_size", "proj_layers"):
+    def validate(self) -> None:
+        choices = {"method": method_names(), "arch": arch_names(), "dataset": datasets.dataset_names(),
+                   "stem": STEMS, "precision": PRECISIONS, "optimizer": OPTIMIZERS, "predictor": PREDICTORS,
+                   "ordering": ORDERINGS}
+        for name, valid in choices.items():
+            if getattr(self, name) not in valid:
+                raise UserError(f"unknown {name} {getattr(self, name)!r}; valid: {', '.join(valid)}")
+        for name in ("width", "batch_size", "image_size", "dp_freq"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("proj_dim", "pred_dim", "warmup_steps", "eval_train_images", "eval_test_images"):
+        for name in ("steps", "chunks", "proj_hidden_dim", "proj_dim", "pred_dim", "proj_layers", "warmup_steps",
+                     "warmup_epochs", "queue_size", "monitor_every", "eval_train_images", "eval_test_images"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.steps < 0:
-            raise UserError(f"steps must be >= 0, got {self.steps}")
         if not 0 < self.subset <= 1:
             raise UserError(f"subset must be in (0, 1], got {self.subset}")
-        if train_size is not None and self.batch_size > round(self.subset * train_size):
-            raise UserError(
-                f"batch size {self.batch_size} is larger than the subset ({round(self.subset * train_size)} images); "
-                "use a larger --subset or a smaller --batch-size"
-            )
+        if self.method == "distill" and not self.teacher:
+            raise UserError("distill needs a teacher: --teacher RUN_ID of a stored run (python -m ssl_src train ...)")
+        if self.temperature <= 0 or not 0 <= self.ema <= 1 or not 0 <= self.dp_rho < 1:
+            raise UserError("temperature must be > 0, ema in [0, 1] and dp_rho in [0, 1)")
+
+
+# ----------------------------------------------------------------------------- devices and precision
 
 
 def pick_device() -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
 
 
 def cpu_has_bf16() -> bool:
@@ -111,16 +137,17 @@ def autocast_dtype(precision: str, device: torch.device):
     return None
 
 
-def iid_batches(indices: np.ndarray, batch_size: int, steps: int, seed: int):
-    """Shuffled epochs over `indices` (the incomplete last batch of an epoch is dropped)."""
-    rng = np.random.default_rng(seed)
-    per_epoch = len(indices) // batch_size
-    step = 0
-    while step < steps:
-        perm = rng.permutation(indices)
-        for b in range(min(per_epoch, steps - step)):
-            yield perm[b * batch_size : (b + 1) * batch_size]
-        step += min(per_epoch, steps - step)
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world size); joins the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+# ----------------------------------------------------------------------------- schedule and optimizer
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
@@ -137,15 +164,62 @@ def set_learning_rates(optimizer: torch.optim.Optimizer, factor: float) -> None:
         group["lr"] = group["initial_lr"] if group["fixed_lr"] else group["initial_lr"] * factor
 
 
+def build_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (weight decay on everything, as SimSiam), or LARS / AdamW with biases and norms excluded from
+    weight decay (and so, in timm's LARS, from the trust-ratio adaptation), as MoCo-v3 and BYOL."""
+    groups = []
+    for group in model.parameter_groups():
+        params = [p for p in group["params"] if p.requires_grad]
+        if cfg.optimizer == "sgd":
+            split = [(params, cfg.weight_decay)]
+        else:
+            split = [([p for p in params if p.ndim > 1], cfg.weight_decay), ([p for p in params if p.ndim <= 1], 0.0)]
+        groups += [dict(params=ps, weight_decay=wd, fixed_lr=group["fixed_lr"], lr=cfg.lr, initial_lr=cfg.lr)
+                   for ps, wd in split if ps]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    if cfg.optimizer == "lars":
+        import timm.optim  # imported here: timm takes seconds to import
+
+        return timm.optim.Lars(groups, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def load_backbone(run_id: str) -> torch.nn.Module:
+    """The frozen backbone of a stored, finished run (the distillation teacher)."""
+    run_dir = results_root() / run_id
+    try:
+        stored = json.loads((run_dir / "config.json").read_text())["config"]
+        state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise UserError(f"teacher run {run_id!r} not found or unreadable in {results_root()} ({exc})") from None
+    backbone = build_backbone(stored["arch"], stored["width"], datasets.manifest(stored["dataset"])["channels"],
+                              stored["stem"], stored["image_size"], stored.get("freeze_patch_embed", True))
+    backbone.load_state_dict({k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")})
+    return backbone
+
+
 def build_model(cfg: TrainConfig, in_chans: int):
     torch.manual_seed(cfg.seed)
-    backbone = build_backbone(cfg.arch, cfg.width, in_chans, cfg.stem)
-    return build_method(cfg.method, backbone, **cfg.head_sizes())
+    backbone = build_backbone(cfg.arch, cfg.width, in_chans, cfg.stem, cfg.image_size, cfg.freeze_patch_embed)
+    extra = {"teacher": load_backbone(cfg.teacher)} if cfg.method == "distill" else {}
+    return build_method(cfg.method, backbone, cfg, **extra)
 
 
-def _optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
-    groups = [dict(g, lr=cfg.lr, initial_lr=cfg.lr) for g in model.parameter_groups(cfg.fix_pred_lr)]
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+def resolved(cfg: TrainConfig, train_size: int) -> TrainConfig:
+    """Fill the data-dependent defaults, so the stored config says what actually ran."""
+    from dataclasses import replace
+
+    if cfg.method == "nnsiam" and cfg.queue_size == 0:
+        cfg = replace(cfg, queue_size=max(2 * cfg.batch_size, round(25_600 * train_size / 1_281_167)))
+    if cfg.method == "nnsiam" and cfg.queue_size < cfg.batch_size:
+        raise UserError(f"queue size {cfg.queue_size} must be at least the batch size {cfg.batch_size}")
+    if cfg.arch in VITS and cfg.stem != "cifar":
+        raise UserError("--stem applies to ResNets only")
+    return cfg
 
 
 def evaluate_backbone(backbone, cfg: TrainConfig, data: datasets.ImageData, device) -> dict:
@@ -160,43 +234,86 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+class CollapseMonitor:
+    """Collapse metrics of the backbone features of a fixed probe set, every `every` steps."""
+
+    def __init__(self, run: Run, data: datasets.ImageData, cfg: TrainConfig, device, dtype):
+        idx = torch.from_numpy(datasets.data_permutation(len(data.train_images), cfg.data_seed + 1)[:MONITOR_PROBE_IMAGES])
+        self.images, self.data, self.cfg, self.device, self.dtype, self.run = data.train_images[idx], data, cfg, device, dtype, run
+        self.seconds = 0.0
+        self.warned = False
+
+    def __call__(self, backbone, step: int) -> None:
+        started = time.perf_counter()
+        features = extract_features(backbone, self.images, self.data, self.cfg.image_size, self.device,
+                                    autocast_dtype=self.dtype)
+        metrics = collapse_metrics(features)
+        self.run.log_monitor(dict(metrics, step=step))
+        if metrics["effective_rank"] < COLLAPSE_WARNING_RANK and not self.warned:
+            _log(f"warning: run {self.run.id} step {step}: effective rank {metrics['effective_rank']:.2f} "
+                 f"< {COLLAPSE_WARNING_RANK}: the representation has collapsed completely")
+            self.warned = True
+        self.seconds += time.perf_counter() - started
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
 def train(cfg: TrainConfig, *, evaluate: bool = True, force: bool = False, progress: bool = True,
-          log_every: int = 20) -> dict:
-    """Train (or re-use) the run `cfg` names and return its summary."""
+          log_every: int = 20) -> dict | None:
+    """Train (or re-use) the run `cfg` names and return its summary (None on data-parallel ranks > 0)."""
     cfg.validate()
     data = datasets.load(cfg.dataset, cfg.image_size if cfg.stem == "imagenet" else None)
-    cfg.validate(train_size=len(data.train_images))
-    run = Run(cfg.to_dict())
+    cfg = resolved(cfg, len(data.train_images))
+    pool = datasets.subset_indices(len(data.train_images), cfg.subset, cfg.data_seed)
+    schedule = Schedule(pool, len(data.train_images), cfg.batch_size, cfg.steps, cfg.ordering, cfg.chunks, cfg.switch)
+    schedule.validate()
     device = pick_device()
+    rank, world = init_distributed(device)
+    if cfg.sync_bn and world > 1 and device.type != "cuda":
+        raise UserError("--sync-bn needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel); drop it on CPU")
+    if cfg.batch_size % world:
+        raise UserError(f"batch size {cfg.batch_size} is not divisible by the {world} data-parallel processes")
+    # Results depend on how the batch is split over processes (BN statistics, augmentation streams).
+    run = Run(cfg.to_dict() if world == 1 else dict(cfg.to_dict(), data_parallel_processes=world))
+    dtype = autocast_dtype(cfg.precision, device)
 
     if run.finished() and not force:
         summary = run.summary()
-        if evaluate and "knn_acc" not in summary:
+        if evaluate and "knn_acc" not in summary and rank == 0:
             _log(f"run {run.id}: trained earlier without evaluation; evaluating its checkpoint")
             model = build_model(cfg, data.channels)
             model.load_state_dict(torch.load(run.checkpoint_path, map_location="cpu", weights_only=True))
             summary.update(evaluate_backbone(to_device_layout(model.backbone, device), cfg, data, device))
-            run.finish(summary, provenance(cfg.seed, device, summary["train_seconds"], str(autocast_dtype(cfg.precision, device))))
-        else:
+            run.finish(summary, provenance(cfg.seed, device, summary["train_seconds"], str(dtype), world))
+        elif rank == 0:
             _log(f"run {run.id}: re-using the stored result (pass --force to train again)")
-        return summary
+        return summary if rank == 0 else None
 
-    run.start()
     started = time.perf_counter()
-    dtype = autocast_dtype(cfg.precision, device)
-    model = to_device_layout(build_model(cfg, data.channels), device)
-    optimizer = _optimizer(model, cfg)
-    generator = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    indices = datasets.subset_indices(len(data.train_images), cfg.subset, cfg.data_seed)
+    model = to_device_layout(build_model(cfg, data.channels), device)  # may refuse the config: before any write
+    optimizer = build_optimizer(model, cfg)
+    if rank == 0:
+        run.start()
+    warmup = cfg.warmup_steps + round(cfg.warmup_epochs * schedule.steps_per_epoch)
+    method = model
+    if world > 1:
+        if cfg.sync_bn:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            method = model
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed + 1 + 1000 * rank)
+    monitor = CollapseMonitor(run, data, cfg, device, dtype) if cfg.monitor_every and rank == 0 else None
+    local = slice(rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world)
     model.train()
 
     loss_value, window = float("nan"), []
-    bar = tqdm(total=cfg.steps, desc=f"{cfg.method} {cfg.arch}-w{cfg.width} {run.id}", disable=not progress,
-               file=sys.stderr, mininterval=2.0, dynamic_ncols=False, ncols=100)
+    bar = tqdm(total=cfg.steps, desc=f"{cfg.method} {cfg.arch}-w{cfg.width} {run.id}", disable=not progress or rank > 0,
+               file=sys.stderr, mininterval=2.0, ncols=100)
     train_started = time.perf_counter()
-    for step, batch_idx in enumerate(iid_batches(indices, cfg.batch_size, cfg.steps, cfg.seed)):
-        set_learning_rates(optimizer, lr_factor(step, cfg.steps, cfg.warmup_steps))
-        images = data.train_images[torch.from_numpy(batch_idx)].to(device, non_blocking=True)
+    for step, batch_idx in enumerate(schedule.batches(cfg.seed)):
+        set_learning_rates(optimizer, lr_factor(step, cfg.steps, warmup))
+        images = data.train_images[torch.from_numpy(batch_idx[local])].to(device, non_blocking=True)
         x1 = augment(images, cfg.augment, cfg.image_size, data.mean, data.std, generator)
         x2 = augment(images, cfg.augment, cfg.image_size, data.mean, data.std, generator)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
@@ -204,38 +321,39 @@ def train(cfg: TrainConfig, *, evaluate: bool = True, force: bool = False, progr
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
         optimizer.step()
-        model.after_optimizer_step(step, cfg.steps)
+        method.after_optimizer_step((step + 1) / cfg.steps)
         window.append(out["loss"].detach())
         if (step + 1) % log_every == 0 or step + 1 == cfg.steps:
-            loss_value = float(torch.stack(window).float().mean())
-            window = []
-            elapsed = time.perf_counter() - train_started
-            pairs_per_s = (step + 1) * cfg.batch_size / elapsed
-            run.log_metrics({"step": step + 1, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"],
-                             "pairs_per_s": pairs_per_s})
+            mean_loss = torch.stack(window).float().mean()
+            if world > 1:
+                dist.all_reduce(mean_loss)
+                mean_loss /= world
+            loss_value, window = float(mean_loss), []
+            pairs_per_s = (step + 1) * cfg.batch_size / (time.perf_counter() - train_started)
+            if rank == 0:
+                run.log_metrics({"step": step + 1, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"],
+                                 "pairs_per_s": pairs_per_s})
             bar.set_postfix(loss=f"{loss_value:.4f}", pairs_s=f"{pairs_per_s:.0f}", refresh=False)
+        if monitor and ((step + 1) % cfg.monitor_every == 0 or step + 1 == cfg.steps):
+            monitor(method.backbone, step + 1)
         bar.update(1)
     bar.close()
     train_seconds = time.perf_counter() - train_started
+    if rank > 0:
+        dist.barrier()
+        return None
 
-    save_torch_atomic(run.checkpoint_path, model.state_dict())
+    save_torch_atomic(run.checkpoint_path, method.state_dict())
     summary = {
-        "run_id": run.id,
-        "method": cfg.method,
-        "arch": cfg.arch,
-        "width": cfg.width,
-        "subset": cfg.subset,
-        "seed": cfg.seed,
-        "steps": cfg.steps,
-        "loss": loss_value,
+        "run_id": run.id, "method": cfg.method, "arch": cfg.arch, "width": cfg.width, "subset": cfg.subset,
+        "ordering": cfg.ordering, "seed": cfg.seed, "steps": cfg.steps, "loss": loss_value,
         "train_seconds": train_seconds,
         "pairs_per_s": cfg.steps * cfg.batch_size / train_seconds if cfg.steps else float("nan"),
+        "monitor_seconds": monitor.seconds if monitor else 0.0,
     }
     if evaluate:
-        summary.update(evaluate_backbone(model.backbone, cfg, data, device))
-    run.finish(summary, provenance(cfg.seed, device, time.perf_counter() - started, str(dtype)))
+        summary.update(evaluate_backbone(method.backbone, cfg, data, device))
+    run.finish(summary, provenance(cfg.seed, device, time.perf_counter() - started, str(dtype), world))
+    if world > 1:
+        dist.barrier()
     return summary
-
-
-def with_overrides(cfg: TrainConfig, **overrides) -> TrainConfig:
-    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})

@@ -4,12 +4,13 @@ import json
 import pytest
 
 from conftest import run_cli
+from ssl_src.cli import main
 
 TINY = ["--width", "4", "--steps", "2", "--batch-size", "32", "--subset", "0.01", "--image-size", "16",
         "--proj-layers", "2", "--no-progress"]
 
 ERROR_CASES = [
-    (["train", "--method", "simclr"], "unknown method 'simclr'; valid: simsiam"),
+    (["train", "--method", "simclr"], "unknown method 'simclr'; valid: byol, directcopy, directpred, distill, mocov3"),
     (["train", "--arch", "resnet19"], "unknown arch 'resnet19'; valid: resnet18"),
     (["train", "--dataset", "mnist"], "unknown dataset 'mnist'; valid: cifar10"),
     (["train", "--width", "0"], "width must be a positive integer, got 0"),
@@ -19,8 +20,17 @@ ERROR_CASES = [
     (["train", "--subset", "0"], "subset must be in (0, 1], got 0.0"),
     (["train", "--subset", "0.001", "--batch-size", "256"], "larger than the subset"),
     (["train", "--stem", "vit"], "unknown stem 'vit'; valid: cifar, imagenet"),
-    (["train", "--precision", "fp8"], "invalid choice: 'fp8'"),
+    (["train", "--precision", "fp8"], "unknown precision 'fp8'; valid: auto, bf16, fp32"),
     (["train", "--steps", "many"], "invalid int value: 'many'"),
+    (["train", "--ordering", "shuffled"], "unknown ordering 'shuffled'; valid: iid, subset, single"),
+    (["train", "--ordering", "single", "--chunks", "1000"], "a chunk holds 60 images, fewer than the batch size 256"),
+    (["train", "--optimizer", "adam"], "unknown optimizer 'adam'; valid: sgd, lars, adamw"),
+    (["train", "--method", "distill"], "distill needs a teacher"),
+    (["train", "--method", "distill", "--teacher", "0123456789ab"], "teacher run '0123456789ab' not found"),
+    (["train", "--method", "byol", "--no-stop-grad"], "--no-stop-grad applies to simsiam only"),
+    (["train", "--method", "nnsiam", "--queue-size", "16"], "queue size 16 must be at least the batch size 256"),
+    (["train", "--predictor", "deep"], "unknown predictor 'deep'; valid: mlp, linear"),
+    (["train", "--arch", "vit_small", "--stem", "imagenet"], "--stem applies to ResNets only"),
     (["data", "verify", "mnist"], "unknown dataset 'mnist'"),
     (["chapter", "no_such_chapter", "--scale", "smoke"], "unknown chapter 'no_such_chapter'; valid: capacity_vs_data"),
     (["chapter", "capacity_vs_data", "--scale", "huge"], "unknown scale 'huge'; valid: smoke, quick, paper"),
@@ -31,8 +41,29 @@ ERROR_CASES = [
 ]
 
 
+def run_main(args, capsys):
+    """The CLI entry point in-process (the table below would take minutes in subprocesses)."""
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 @pytest.mark.parametrize("args, message", ERROR_CASES, ids=[" ".join(a) for a, _ in ERROR_CASES])
-def test_bad_input_is_one_line_with_exit_2(args, message, tmp_path):
+def test_bad_input_is_one_line_with_exit_2(args, message, results_dir, capsys):
+    code, out, err = run_main(args, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert message in lines[0]
+    assert "Traceback" not in err
+    assert not results_dir.exists()
+
+
+@pytest.mark.parametrize("args, message", [ERROR_CASES[0], ERROR_CASES[11]])
+def test_a_real_process_prints_one_line_and_exits_2(args, message, tmp_path):
     results = tmp_path / "results"
     code, out, err = run_cli(*args, env={"SSL_RESULTS": str(results)})
     assert code == 2
@@ -54,6 +85,43 @@ def test_train_prints_a_json_summary_last(tmp_path):
     code, out, err = run_cli("train", *TINY, "--eval-train-images", "600", "--eval-test-images", "200",
                              env={"SSL_RESULTS": str(tmp_path)})
     assert "re-using" in err and json.loads(out.strip().splitlines()[-1])["run_id"] == summary["run_id"]
+
+
+@pytest.mark.parametrize("method", ["simsiam", "byol", "mocov3", "nnsiam", "directpred", "directcopy", "distill"])
+def test_every_method_trains_from_the_cli(method, tmp_path):
+    env = {"SSL_RESULTS": str(tmp_path)}
+    extra = []
+    if method == "distill":  # the teacher is a stored run (here a 0-step resnet50)
+        code, out, err = run_cli("train", *TINY, "--arch", "resnet50", "--steps", "0", "--no-eval", env=env)
+        extra = ["--teacher", json.loads(out.strip().splitlines()[-1])["run_id"]]
+    code, out, err = run_cli("train", *TINY, "--method", method, "--no-eval", "--monitor-every", "1", *extra, env=env)
+    assert code == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["method"] == method and summary["loss"] is not None
+    assert len((tmp_path / summary["run_id"] / "monitor.jsonl").read_text().splitlines()) == 2
+
+
+def test_torchrun_two_cpu_processes_match_one_process(tmp_path):
+    """gloo DDP, 2 processes x 32 images vs 1 process x 64: finite, close loss; one summary printed."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    args = ["train", "--method", "byol", "--width", "4", "--steps", "4", "--batch-size", "64", "--subset", "0.05",
+            "--image-size", "16", "--no-progress", "--no-eval", "--monitor-every", "0"]
+    env = dict(__import__("os").environ, SSL_RESULTS=str(tmp_path), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
+                           "-m", "ssl_src", *args], cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summaries = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(summaries) == 1  # rank 0 alone reports
+    code, out, err = run_cli(*args, env={"SSL_RESULTS": str(tmp_path)})
+    single = json.loads(out.strip().splitlines()[-1])
+    assert single["run_id"] != summaries[0]["run_id"]  # the split is part of the run's identity
+    assert abs(summaries[0]["loss"] - single["loss"]) < 0.1 * abs(single["loss"])
+    provenance = json.loads((tmp_path / summaries[0]["run_id"] / "provenance.json").read_text())
+    assert provenance["data_parallel_processes"] == 2
 
 
 def test_data_verify_passes_on_the_installed_copy():

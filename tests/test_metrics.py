@@ -37,6 +37,11 @@ def test_auc_flat_spectrum_and_rank_one():
     assert collapse_auc(torch.tensor([2.0] + [0.0] * (d - 1))) == pytest.approx(1.0)
 
 
+def test_identical_samples_are_completely_collapsed():
+    sigma = singular_values(torch.ones(10, 4))
+    assert collapse_auc(sigma) == 1.0 and effective_rank(sigma) == 0.0
+
+
 def test_cumulative_spectrum_ends_at_one():
     c = cumulative_spectrum(torch.tensor([4.0, 2.0, 1.0, 1.0]))
     assert torch.allclose(c, torch.tensor([0.5, 0.75, 0.875, 1.0]))

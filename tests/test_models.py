@@ -3,7 +3,7 @@ import timm
 import torch
 
 from ssl_src.errors import UserError
-from ssl_src.models import build_backbone, count_parameters, mlp
+from ssl_src.models import build_backbone, count_parameters, mlp, register_with_timm
 
 # Seed 000, Table 1: representation dim and parameters (the table counts the 1000-way classifier too).
 TABLE_1 = {
@@ -30,7 +30,18 @@ def test_cpu_scale_nets_run_on_grey_images(arch):
     assert net.num_features == TABLE_1[arch][0] * 4 // 64  # every width scaled by the same factor
 
 
+@pytest.mark.parametrize("arch, depth", [("vit_small", 12), ("vit_small_d6", 6), ("vit_small_d3", 3)])
+def test_vits_have_the_paper_dims_and_a_frozen_patch_projection(arch, depth):
+    net = build_backbone(arch, 64, 3, image_size=224)
+    assert net.num_features == 384 and len(net.blocks) == depth and net.blocks[0].attn.num_heads == 6
+    assert not net.patch_embed.proj.weight.requires_grad
+    assert net.patch_embed.patch_size == (16, 16)
+    small = build_backbone(arch, 4, 1, image_size=28, freeze_patch_embed=False)
+    assert small(torch.randn(2, 1, 28, 28)).shape == (2, 24) and small.patch_embed.proj.weight.requires_grad
+
+
 def test_registered_with_timm():
+    register_with_timm()
     net = timm.create_model("scaled_resnet18", width=8, stem="cifar", in_chans=1)
     assert net.num_features == 64 and isinstance(net.maxpool, torch.nn.Identity)
 

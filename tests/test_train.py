@@ -1,14 +1,19 @@
 import json
 
-import numpy as np
 import pytest
 import torch
 
 from ssl_src.errors import UserError
-from ssl_src.train import TrainConfig, iid_batches, lr_factor, set_learning_rates, train
+import timm.optim
+
+from ssl_src import data as datasets
+from ssl_src.methods import build_method
+from ssl_src.models import build_backbone
+from ssl_src.store import Run
+from ssl_src.train import CollapseMonitor, TrainConfig, build_optimizer, lr_factor, set_learning_rates, train
 
 TINY = TrainConfig(width=4, steps=3, batch_size=32, subset=0.01, image_size=16, proj_layers=2,
-                   eval_train_images=600, eval_test_images=200)
+                   eval_train_images=600, eval_test_images=200, monitor_every=2)
 
 
 def test_lr_schedule_warmup_then_cosine_to_zero():
@@ -28,13 +33,40 @@ def test_fixed_lr_groups_ignore_the_schedule():
     assert [g["lr"] for g in opt.param_groups] == [pytest.approx(0.025), pytest.approx(0.1)]
 
 
-def test_iid_batches_visit_every_image_once_per_epoch():
-    indices = np.arange(100, 110)
-    batches = list(iid_batches(indices, 3, steps=7, seed=0))
-    assert len(batches) == 7 and all(len(b) == 3 for b in batches)
-    for epoch in (batches[0:3], batches[3:6]):
-        seen = np.concatenate(epoch)
-        assert len(set(seen.tolist())) == 9 and set(seen.tolist()) <= set(indices.tolist())
+@pytest.mark.parametrize("name", ["lars", "adamw"])
+def test_lars_and_adamw_exclude_biases_and_norms_from_weight_decay(name):
+    model = build_method("byol", build_backbone("resnet18", 4, 1), TrainConfig(width=4))
+    opt = build_optimizer(model, TrainConfig(width=4, optimizer=name, weight_decay=1e-6))
+    assert isinstance(opt, timm.optim.Lars if name == "lars" else torch.optim.AdamW)
+    for group in opt.param_groups:
+        assert all(p.ndim <= 1 for p in group["params"]) == (group["weight_decay"] == 0)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == trainable  # target net excluded
+
+
+def test_sgd_decays_every_parameter_as_simsiam():
+    model = build_method("simsiam", build_backbone("resnet18", 4, 1), TrainConfig(width=4))
+    opt = build_optimizer(model, TrainConfig(width=4))
+    assert all(g["weight_decay"] == 1e-4 for g in opt.param_groups)
+
+
+class ConstantBackbone(torch.nn.Module):
+    """Maps every image to the same vector: complete collapse."""
+
+    def forward(self, x):
+        return torch.ones(len(x), 16) + 0 * x.mean()
+
+
+def test_monitor_logs_collapse_and_warns_once(results_dir, capsys):
+    run = Run({"x": 1})
+    run.start()
+    data = datasets.load("fashion_mnist")
+    monitor = CollapseMonitor(run, data, TrainConfig(image_size=16), torch.device("cpu"), None)
+    monitor(ConstantBackbone(), 10)
+    monitor(ConstantBackbone(), 20)
+    records = run.monitor()
+    assert [r["step"] for r in records] == [10, 20] and records[0]["effective_rank"] < 2
+    assert capsys.readouterr().err.count("collapsed completely") == 1
 
 
 def test_batch_larger_than_the_subset_is_refused(results_dir):
@@ -51,6 +83,7 @@ def test_tiny_run_is_stored_and_reused(results_dir, capsys):
     assert json.loads((run_dir / "config.json").read_text())["config"]["steps"] == 3
     assert [m["step"] for m in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())][-1] == 3
     assert json.loads((run_dir / "provenance.json").read_text())["seed"] == 0
+    assert [r["step"] for r in map(json.loads, (run_dir / "monitor.jsonl").read_text().splitlines())] == [2, 3]
     capsys.readouterr()
     again = train(TINY, progress=False)
     assert again == first and "re-using" in capsys.readouterr().err

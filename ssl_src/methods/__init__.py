@@ -1,0 +1,8 @@
+"""Self-supervised methods: each is its heads, its loss and (optionally) hooks; the loop lives in train.py.
+
+Methods register by name so a config string picks one, as in solo-learn.
+"""
+from . import byol, directpred, distill, mocov3, nnsiam, simsiam  # noqa: F401  (registration)
+from .base import METHODS, Method, build_method, method_names, negative_cosine
+
+__all__ = ["METHODS", "Method", "build_method", "method_names", "negative_cosine"]

@@ -1,0 +1,115 @@
+"""What every method shares: the registry, the base class, the losses and the head builders."""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import UserError
+from ..models import mlp
+
+METHODS: dict[str, type["Method"]] = {}
+
+
+def register(name: str):
+    def wrap(cls):
+        cls.name = name
+        METHODS[name] = cls
+        return cls
+
+    return wrap
+
+
+def method_names() -> list[str]:
+    return sorted(METHODS)
+
+
+class Method(nn.Module):
+    """A backbone with method-specific heads; `forward(x1, x2)` returns a dict with the scalar `loss`.
+
+    `cfg` is the run's TrainConfig (read-only): a method reads the fields it needs.
+    """
+
+    name = "base"
+    supports_no_stop_grad = False
+
+    def __init__(self, backbone: nn.Module, cfg):
+        super().__init__()
+        self.backbone = backbone
+        if not cfg.stop_grad and not self.supports_no_stop_grad:
+            raise UserError(f"--no-stop-grad applies to simsiam only, not {self.name}")
+
+    def parameter_groups(self) -> list[dict]:
+        """Optimizer groups; a group with `fixed_lr=True` keeps its initial lr through the schedule."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "fixed_lr": False}]
+
+    @torch.no_grad()
+    def after_optimizer_step(self, progress: float) -> None:
+        """Hook for target updates, queues or predictor rewrites; progress = finished fraction of training."""
+
+
+def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """-cos(p, z) averaged over the batch; the caller decides whether z carries gradient."""
+    return -F.cosine_similarity(p.float(), z.float(), dim=-1).mean()
+
+
+def gather(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate a tensor over data-parallel ranks (no gradient), or return it unchanged."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+def predictor_head(kind: str, dim: int, hidden: int) -> nn.Module:
+    """The predictor variants the DirectPred chapter compares: 2-layer BN MLP or one linear map."""
+    if kind == "mlp":
+        return mlp([dim, hidden, dim], last_bn=False, last_bias=True)
+    if kind == "linear":
+        return nn.Linear(dim, dim, bias=False)
+    raise UserError(f"unknown predictor {kind!r}; valid: mlp, linear")
+
+
+class MomentumTarget(nn.Module):
+    """EMA copies of online modules; momentum rises from `base` to 1 on a cosine (BYOL, MoCo-v3)."""
+
+    def __init__(self, online: list[nn.Module], base_momentum: float):
+        super().__init__()
+        self.online = online  # a plain list keeps the online nets out of this module's parameters
+        self.nets = nn.ModuleList(copy.deepcopy(m) for m in online)
+        self.nets.requires_grad_(False)
+        self.base_momentum = base_momentum
+
+    def momentum(self, progress: float) -> float:
+        return 1 - (1 - self.base_momentum) * (math.cos(math.pi * progress) + 1) / 2
+
+    @torch.no_grad()
+    def update(self, progress: float) -> None:
+        m = self.momentum(progress)
+        for target_net, online_net in zip(self.nets, self.online):
+            for target, online in zip(target_net.parameters(), online_net.parameters()):
+                target.mul_(m).add_(online.detach(), alpha=1 - m)
+            for target, online in zip(target_net.buffers(), online_net.buffers()):
+                target.copy_(online)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for net in self.nets:
+            x = net(x)
+        return x
+
+
+def head_sizes(cfg, defaults: dict) -> dict:
+    """The run's head sizes: a config field left at 0 takes the method's default for this backbone."""
+    return {k: getattr(cfg, k) or v for k, v in defaults.items()}
+
+
+def build_method(name: str, backbone: nn.Module, cfg, **extra) -> Method:
+    """The registered method `name` around `backbone`; `extra` carries e.g. the distillation teacher."""
+    if name not in METHODS:
+        raise UserError(f"unknown method {name!r}; valid: {', '.join(method_names())}")
+    return METHODS[name](backbone, cfg, **extra)
