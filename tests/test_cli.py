@@ -51,27 +51,26 @@ def run_main(args, capsys):
     return code, out, err
 
 
-@pytest.mark.parametrize("args, message", ERROR_CASES, ids=[" ".join(a) for a, _ in ERROR_CASES])
-def test_bad_input_is_one_line_with_exit_2(args, message, results_dir, capsys):
-    code, out, err = run_main(args, capsys)
+def assert_one_line_error(code, err, message, results):
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert message in lines[0]
     assert "Traceback" not in err
-    assert not results_dir.exists()
+    assert not results.exists()  # validated before any work
+
+
+@pytest.mark.parametrize("args, message", ERROR_CASES, ids=[" ".join(a) for a, _ in ERROR_CASES])
+def test_bad_input_is_one_line_with_exit_2(args, message, results_dir, capsys):
+    code, out, err = run_main(args, capsys)
+    assert_one_line_error(code, err, message, results_dir)
 
 
 @pytest.mark.parametrize("args, message", [ERROR_CASES[0], ERROR_CASES[11]])
 def test_a_real_process_prints_one_line_and_exits_2(args, message, tmp_path):
     results = tmp_path / "results"
     code, out, err = run_cli(*args, env={"SSL_RESULTS": str(results)})
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert message in lines[0]
-    assert "Traceback" not in err
-    assert not results.exists()
+    assert_one_line_error(code, err, message, results)
 
 
 def test_train_prints_a_json_summary_last(tmp_path):
