@@ -21,8 +21,12 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _finite(value):
-    """JSON has no NaN: a metric that does not exist is null."""
+def json_safe(value):
+    """JSON has no NaN: a measurement that does not exist is null."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
@@ -86,7 +90,7 @@ def cmd_train(args) -> int:
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "augment"})
     summary = train(cfg, evaluate=not args.no_eval, force=args.force, progress=not args.no_progress)
     if summary is not None:  # data-parallel ranks other than 0 print nothing
-        print(json.dumps({k: _finite(v) for k, v in summary.items() if k != "singular_values"}))
+        print(json.dumps(json_safe({k: v for k, v in summary.items() if k != "singular_values"})))
     return 0
 
 
@@ -118,6 +122,15 @@ def cmd_book(args) -> int:
     return 0 if build_book(args.scale) else 1
 
 
+def cmd_bench(args) -> int:
+    from .bench import format_table, run_benchmark
+
+    log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    results = run_benchmark(widths=tuple(args.widths), rounds=args.rounds, steps=args.steps, log=log)
+    print(json.dumps(json_safe(results)) if args.json else format_table(results))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m ssl_src", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
@@ -145,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     book = sub.add_parser("book", help="execute every chapter and build the HTML book")
     book.add_argument("--scale", default="quick", help=f"one of {', '.join(SCALES)} (default %(default)s)")
     book.set_defaults(func=cmd_book)
+    bench = sub.add_parser("bench", help="throughput vs a lightly peer pipeline, FLOP/s vs GEMM peak, evaluation cost")
+    bench.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    bench.add_argument("--widths", type=int, nargs="+", default=[8, 16], help="ResNet-18 widths (default 8 16)")
+    bench.add_argument("--rounds", type=int, default=3, help="alternating ours/peer rounds (default 3)")
+    bench.add_argument("--steps", type=int, default=8, help="training steps per round (default 8)")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

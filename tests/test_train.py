@@ -96,3 +96,12 @@ def test_run_trained_without_evaluation_is_evaluated_from_its_checkpoint(results
     assert "knn_acc" not in bare
     full = train(TINY, progress=False)
     assert full["run_id"] == bare["run_id"] and 0 <= full["knn_acc"] <= 1
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50", "basic50", "bottleneck26", "bottleneck26_2x",
+                                  "vit_small", "vit_small_d6", "vit_small_d3"])
+def test_every_backbone_takes_a_training_step(arch, results_dir):
+    cfg = TrainConfig(arch=arch, width=2, steps=1, batch_size=16, subset=0.01, image_size=16, proj_layers=2,
+                      monitor_every=0)
+    summary = train(cfg, evaluate=False, progress=False)
+    assert summary["steps"] == 1 and summary["loss"] == summary["loss"]  # finite, not NaN

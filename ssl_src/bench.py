@@ -1,0 +1,189 @@
+"""`python -m ssl_src bench`: our SimSiam step against a peer pipeline built from lightly's documented
+recipe, on the same backbone, data, batch and cores; achieved FLOP/s against the measured GEMM peak;
+and the cost of evaluating one run.
+
+Ours and the peer are timed in alternating rounds, so slow drift of the machine cancels.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from . import data as datasets
+from .augment import AugmentConfig, augment
+from .evaluate import extract_features, knn_accuracy
+from .metrics import collapse_metrics
+from .models import to_device_layout
+from .train import TrainConfig, autocast_dtype, build_model, build_optimizer, pick_device
+
+IMAGE_SIZE = 28
+BATCH = 256
+
+
+def gemm_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
+    """Measured matmul FLOP/s (best of `repeats`) on the CPU in `dtype`."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    torch.matmul(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best
+
+
+class OurStep:
+    """One SimSiam training step of `ssl_src`, augmentation included, data in memory."""
+
+    def __init__(self, width: int, data: datasets.ImageData, device):
+        self.cfg = TrainConfig(width=width, batch_size=BATCH, image_size=IMAGE_SIZE, proj_layers=2)
+        self.data, self.device = data, device
+        self.model = to_device_layout(build_model(self.cfg, data.channels), device).train()
+        self.optimizer = build_optimizer(self.model, self.cfg)
+        self.dtype = autocast_dtype(self.cfg.precision, device)
+        self.generator = torch.Generator(device=device).manual_seed(0)
+        self.rng = np.random.default_rng(0)
+
+    def step(self) -> None:
+        idx = torch.from_numpy(self.rng.choice(len(self.data.train_images), BATCH, replace=False))
+        images = self.data.train_images[idx].to(self.device)
+        x1 = augment(images, self.cfg.augment, IMAGE_SIZE, self.data.mean, self.data.std, self.generator)
+        x2 = augment(images, self.cfg.augment, IMAGE_SIZE, self.data.mean, self.data.std, self.generator)
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+            loss = self.model(x1, x2)["loss"]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def flops_per_step(self) -> int:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with counter:
+            self.step()
+        return counter.get_total_flops()
+
+
+class PeerStep:
+    """lightly's documented SimSiam recipe: per-image SimSiamTransform in a 2-worker DataLoader, the
+    lightly heads and loss, two forward passes, fp32, on the same backbone."""
+
+    def __init__(self, width: int, data: datasets.ImageData):
+        from lightly.loss import NegativeCosineSimilarity
+        from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
+        from lightly.transforms import SimSiamTransform
+        from PIL import Image
+
+        from .models import build_backbone
+
+        torch.manual_seed(0)
+        self.backbone = build_backbone("resnet18", width, data.channels)
+        d = self.backbone.num_features
+        self.projection_head = SimSiamProjectionHead(d, d, 32 * width)
+        self.prediction_head = SimSiamPredictionHead(32 * width, 8 * width, 32 * width)
+        self.criterion = NegativeCosineSimilarity()
+        params = [*self.backbone.parameters(), *self.projection_head.parameters(), *self.prediction_head.parameters()]
+        self.optimizer = torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=1e-4)
+        transform = SimSiamTransform(input_size=IMAGE_SIZE, gaussian_blur=0.0,
+                                     normalize={"mean": list(data.mean), "std": list(data.std)})
+        images = data.train_images[:, 0].numpy()
+
+        class PilDataset(torch.utils.data.Dataset):
+            def __len__(self):
+                return len(images)
+
+            def __getitem__(self, i):
+                return transform(Image.fromarray(images[i]))
+
+        self.loader = torch.utils.data.DataLoader(PilDataset(), batch_size=BATCH, shuffle=True, num_workers=2,
+                                                  drop_last=True, persistent_workers=True)
+        self.batches = iter(self.loader)
+
+    def step(self) -> None:
+        try:
+            x0, x1 = next(self.batches)
+        except StopIteration:
+            self.batches = iter(self.loader)
+            x0, x1 = next(self.batches)
+        z0 = self.projection_head(self.backbone(x0))
+        z1 = self.projection_head(self.backbone(x1))
+        p0, p1 = self.prediction_head(z0), self.prediction_head(z1)
+        loss = 0.5 * (self.criterion(p0, z1.detach()) + self.criterion(p1, z0.detach()))
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+
+
+def pairs_per_second(pipeline, steps: int) -> float:
+    started = time.perf_counter()
+    for _ in range(steps):
+        pipeline.step()
+    return steps * BATCH / (time.perf_counter() - started)
+
+
+def evaluation_cost(width: int, data: datasets.ImageData, device) -> dict:
+    """Seconds for features (60k + 10k), the collapse metrics and kNN of one quick-scale run."""
+    model = to_device_layout(build_model(TrainConfig(width=width, proj_layers=2), data.channels), device)
+    dtype = autocast_dtype("auto", device)
+    started = time.perf_counter()
+    train_x = extract_features(model.backbone, data.train_images, data, IMAGE_SIZE, device, autocast_dtype=dtype)
+    test_x = extract_features(model.backbone, data.test_images, data, IMAGE_SIZE, device, autocast_dtype=dtype)
+    features = time.perf_counter()
+    collapse_metrics(train_x)
+    metrics = time.perf_counter()
+    knn_accuracy(train_x, data.train_labels, test_x, data.test_labels, data.num_classes)
+    knn = time.perf_counter()
+    return {"features_s": features - started, "metrics_s": metrics - features, "knn_s": knn - metrics,
+            "total_s": knn - started}
+
+
+def lightly_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("lightly") is not None
+
+
+def run_benchmark(widths=(8, 16), rounds: int = 3, steps: int = 8, log=print) -> dict:
+    """Every measurement of the module docstring; the peer is skipped (NaN) where lightly is not installed."""
+    data = datasets.load("fashion_mnist")
+    with_peer = lightly_available()
+    if not with_peer:
+        log("lightly is not installed (pip install -r requirements-dev.txt): the peer pipeline is not measured")
+    device = pick_device()
+    peak_bf16, peak_fp32 = gemm_peak(torch.bfloat16), gemm_peak(torch.float32)
+    log(f"GEMM peak: bf16 {peak_bf16 / 1e9:.0f} GFLOP/s, fp32 {peak_fp32 / 1e9:.0f} GFLOP/s ({torch.get_num_threads()} threads)")
+    results = {"peak_bf16_gflops": peak_bf16 / 1e9, "peak_fp32_gflops": peak_fp32 / 1e9, "widths": {}}
+    for width in widths:
+        pipelines = [OurStep(width, data, device)] + ([PeerStep(width, data)] if with_peer else [])
+        for pipeline in pipelines:  # warm-up: allocator, oneDNN kernels, worker start
+            pairs_per_second(pipeline, 2)
+        ours_rates, peer_rates = [], []
+        for r in range(rounds):
+            ours_rates.append(pairs_per_second(pipelines[0], steps))
+            peer_rates.append(pairs_per_second(pipelines[1], steps) if with_peer else float("nan"))
+            log(f"width {width} round {r + 1}/{rounds}: ours {ours_rates[-1]:.0f} pairs/s, peer {peer_rates[-1]:.0f} pairs/s")
+        flops = pipelines[0].flops_per_step()
+        ours_rate = statistics.median(ours_rates)
+        peer_rate = statistics.median(peer_rates) if with_peer else float("nan")
+        achieved = flops * ours_rate / BATCH
+        results["widths"][str(width)] = {
+            "ours_pairs_per_s": ours_rate, "peer_pairs_per_s": peer_rate, "ratio": ours_rate / peer_rate,
+            "model_gflop_per_pair": flops / BATCH / 1e9, "achieved_gflops": achieved / 1e9,
+            "flops_fraction_bf16": achieved / peak_bf16, "flops_fraction_fp32": achieved / peak_fp32,
+        }
+    results["evaluation"] = evaluation_cost(max(widths), data, device)
+    return results
+
+
+def format_table(results: dict) -> str:
+    lines = [f"{'width':>6}{'ours pairs/s':>14}{'peer pairs/s':>14}{'ratio':>8}{'GFLOP/s':>10}{'of bf16 peak':>14}"]
+    for width, r in results["widths"].items():
+        lines.append(f"{width:>6}{r['ours_pairs_per_s']:>14.0f}{r['peer_pairs_per_s']:>14.0f}{r['ratio']:>8.2f}"
+                     f"{r['achieved_gflops']:>10.0f}{100 * r['flops_fraction_bf16']:>13.1f}%")
+    e = results["evaluation"]
+    lines.append(f"evaluation (60k/10k): features {e['features_s']:.1f} s, metrics {e['metrics_s']:.1f} s, "
+                 f"kNN {e['knn_s']:.1f} s, total {e['total_s']:.1f} s")
+    return "\n".join(lines)

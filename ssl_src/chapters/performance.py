@@ -1,0 +1,32 @@
+"""The performance appendix: presets of the benchmark and its targets as claims."""
+from __future__ import annotations
+
+import math
+
+PRESETS = {
+    "smoke": dict(widths=[4], rounds=1, steps=2),
+    "quick": dict(widths=[8, 16], rounds=3, steps=8),
+    "paper": dict(widths=[8, 16, 64], rounds=5, steps=10),
+}
+
+
+def _target(claim_id: str, statement: str, value: float, target: float, higher_is_better: bool, what: str) -> dict:
+    """A measured target is met or not; a missing measurement (NaN) is inconclusive."""
+    if math.isnan(value):
+        verdict = "inconclusive"
+    else:
+        verdict = "reproduced" if (value >= target if higher_is_better else value <= target) else "not reproduced"
+    return {"id": claim_id, "statement": statement, "paper": f"target {target:g}", "reproduced": verdict == "reproduced",
+            "statistic": {"value": value, "target": target, "what": f"{what} = {value:.3g}"}, "verdict": verdict}
+
+
+def claims(results: dict, params: dict) -> list[dict]:
+    w = str(max(params["widths"]))
+    r = results["widths"][w]
+    return [
+        _target("ratio_vs_peer", f"ours >= 4x the lightly peer at width {w}", r["ratio"], 4.0, True, "ratio"),
+        _target("fraction_of_bf16_peak", f"model FLOP/s >= 40 % of the bf16 GEMM peak at width {w}",
+                r["flops_fraction_bf16"], 0.4, True, "fraction"),
+        _target("evaluation_seconds", "features + metrics + kNN of one run under 15 s",
+                results["evaluation"]["total_s"], 15.0, False, "seconds"),
+    ]

@@ -1,0 +1,31 @@
+"""The benchmark runs end to end and reports what the performance appendix shows (no timing asserts)."""
+import json
+import math
+
+import torch
+
+from conftest import run_cli
+from ssl_src.bench import OurStep, gemm_peak
+from ssl_src import data as datasets
+
+
+def test_gemm_peak_is_a_positive_rate():
+    assert gemm_peak(torch.float32, size=256, repeats=2) > 1e8
+
+
+def test_flop_count_matches_the_model_scale():
+    """Counted FLOPs grow ~4x from width 4 to 8 (convs are quadratic in width)."""
+    data = datasets.load("fashion_mnist")
+    small, large = (OurStep(w, data, torch.device("cpu")).flops_per_step() for w in (4, 8))
+    assert 3.0 < large / small < 4.5
+
+
+def test_bench_json_reports_every_field(tmp_path):
+    code, out, err = run_cli("bench", "--json", "--widths", "2", "--rounds", "1", "--steps", "1",
+                             env={"SSL_RESULTS": str(tmp_path)})
+    assert code == 0, err[-2000:]
+    result = json.loads(out.strip().splitlines()[-1])
+    row = result["widths"]["2"]
+    for key in ("ours_pairs_per_s", "peer_pairs_per_s", "ratio", "flops_fraction_bf16"):
+        assert isinstance(row[key], float) and math.isfinite(row[key]) and row[key] > 0
+    assert result["evaluation"]["total_s"] > 0
