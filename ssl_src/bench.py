@@ -124,20 +124,25 @@ def pairs_per_second(pipeline, steps: int) -> float:
     return steps * BATCH / (time.perf_counter() - started)
 
 
-def evaluation_cost(width: int, data: datasets.ImageData, device) -> dict:
-    """Seconds for features (60k + 10k), the collapse metrics and kNN of one quick-scale run."""
-    model = to_device_layout(build_model(TrainConfig(width=width, proj_layers=2), data.channels), device)
+def evaluation_cost(data: datasets.ImageData, device) -> dict:
+    """Seconds for features (60k + 10k), the collapse metrics and kNN of one run of the quick scale
+    (the capacity chapter's quick preset: its width and image size)."""
+    from .chapters.capacity_vs_data import PRESETS
+
+    quick = PRESETS["quick"]
+    width, size = quick["widths"][0], quick["image_size"]
+    model = to_device_layout(build_model(TrainConfig(width=width, image_size=size, proj_layers=2), data.channels), device)
     dtype = autocast_dtype("auto", device)
     started = time.perf_counter()
-    train_x = extract_features(model.backbone, data.train_images, data, IMAGE_SIZE, device, autocast_dtype=dtype)
-    test_x = extract_features(model.backbone, data.test_images, data, IMAGE_SIZE, device, autocast_dtype=dtype)
+    train_x = extract_features(model.backbone, data.train_images, data, size, device, autocast_dtype=dtype)
+    test_x = extract_features(model.backbone, data.test_images, data, size, device, autocast_dtype=dtype)
     features = time.perf_counter()
     collapse_metrics(train_x)
     metrics = time.perf_counter()
     knn_accuracy(train_x, data.train_labels, test_x, data.test_labels, data.num_classes)
     knn = time.perf_counter()
-    return {"features_s": features - started, "metrics_s": metrics - features, "knn_s": knn - metrics,
-            "total_s": knn - started}
+    return {"width": width, "image_size": size, "features_s": features - started, "metrics_s": metrics - features,
+            "knn_s": knn - metrics, "total_s": knn - started}
 
 
 def lightly_available() -> bool:
@@ -174,7 +179,7 @@ def run_benchmark(widths=(8, 16), rounds: int = 3, steps: int = 8, log=print) ->
             "model_gflop_per_pair": flops / BATCH / 1e9, "achieved_gflops": achieved / 1e9,
             "flops_fraction_bf16": achieved / peak_bf16, "flops_fraction_fp32": achieved / peak_fp32,
         }
-    results["evaluation"] = evaluation_cost(max(widths), data, device)
+    results["evaluation"] = evaluation_cost(data, device)
     return results
 
 
@@ -184,6 +189,6 @@ def format_table(results: dict) -> str:
         lines.append(f"{width:>6}{r['ours_pairs_per_s']:>14.0f}{r['peer_pairs_per_s']:>14.0f}{r['ratio']:>8.2f}"
                      f"{r['achieved_gflops']:>10.0f}{100 * r['flops_fraction_bf16']:>13.1f}%")
     e = results["evaluation"]
-    lines.append(f"evaluation (60k/10k): features {e['features_s']:.1f} s, metrics {e['metrics_s']:.1f} s, "
+    lines.append(f"evaluation (60k/10k, width {e['width']}, {e['image_size']} px): features {e['features_s']:.1f} s, metrics {e['metrics_s']:.1f} s, "
                  f"kNN {e['knn_s']:.1f} s, total {e['total_s']:.1f} s")
     return "\n".join(lines)
