@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from . import data as datasets
-from .augment import AugmentConfig, augment
+from .augment import augment
 from .evaluate import extract_features, knn_accuracy
 from .metrics import collapse_metrics
 from .models import to_device_layout

@@ -10,9 +10,8 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm.std import tqdm
@@ -211,8 +210,6 @@ def build_model(cfg: TrainConfig, in_chans: int):
 
 def resolved(cfg: TrainConfig, train_size: int) -> TrainConfig:
     """Fill the data-dependent defaults, so the stored config says what actually ran."""
-    from dataclasses import replace
-
     if cfg.method == "nnsiam" and cfg.queue_size == 0:
         cfg = replace(cfg, queue_size=max(2 * cfg.batch_size, round(25_600 * train_size / 1_281_167)))
     if cfg.method == "nnsiam" and cfg.queue_size < cfg.batch_size:

@@ -3,7 +3,6 @@ import json
 import re
 
 import nbformat
-import pytest
 
 from ssl_src.book import build_book, parse_parameters, run_chapter, stage_dir
 from ssl_src.claims import VERDICTS
