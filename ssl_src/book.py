@@ -126,11 +126,13 @@ def run_chapter(name: str, scale: str, params: dict | None = None) -> ChapterRes
             str(REPO_ROOT / "book" / f"{name}.ipynb"), str(output), parameters=dict(params, scale=scale),
             kernel_name="python3", cwd=str(REPO_ROOT), progress_bar=False, request_save_on_cell_execute=False,
         )
-    except PapermillExecutionError as exc:
+    except Exception as exc:  # a cell's error, or the kernel died / timed out / was not found
         failed.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(output, failed)
-        return ChapterResult(name, scale, False, time.perf_counter() - started, failed,
-                             f"cell {exc.exec_count} raised {exc.ename}: {exc.evalue}")
+        if output.exists():
+            shutil.move(output, failed)
+        reason = (f"cell {exc.exec_count} raised {exc.ename}: {exc.evalue}" if isinstance(exc, PapermillExecutionError)
+                  else f"{type(exc).__name__}: {exc}")
+        return ChapterResult(name, scale, False, time.perf_counter() - started, failed, reason)
     _collapse_injected_parameters(output)
     return ChapterResult(name, scale, True, time.perf_counter() - started, output)
 
@@ -153,6 +155,8 @@ def build_book(scale: str) -> bool:
         stage = stage_dir(scale)
         out = REPO_ROOT / "_build" / scale
         command = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(stage), "--path-output", str(out), "-W", "-n", "--keep-going"]
+        if not Path(command[0]).exists():
+            raise UserError(f"{command[0]} not found: install requirements.txt (jupyter-book<2) into this environment")
         build = subprocess.run(command, capture_output=True, text=True)
         build_seconds = time.perf_counter() - started
         if build.returncode != 0:

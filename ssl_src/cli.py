@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 
+from .chapters import SCALES
 from .errors import UserError
+from .store import json_safe
 
-SCALES = ("smoke", "quick", "paper")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -19,15 +19,6 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def json_safe(value):
-    """JSON has no NaN: a measurement that does not exist is null."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [json_safe(v) for v in value]
-    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 # Flags whose name or sense differs from the TrainConfig field: field -> (flag, store value when given).

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import tempfile
 import urllib.request
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def check_files(spec: dict, directory: Path) -> list[str]:
         else:
             try:
                 actual = _content_sha256(path)
-            except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            except (OSError, EOFError, zlib.error) as exc:
                 problems.append(f"{path} is unreadable ({exc})")
                 continue
             if actual != entry["sha256_uncompressed"]:
@@ -90,9 +91,13 @@ def _files_present(spec: dict, directory: Path) -> bool:
     return all((directory / e["path"]).exists() for e in spec["files"].values())
 
 
-@functools.lru_cache(maxsize=None)
 def locate(name: str) -> Path:
     """The first source directory that holds the data set with matching checksums."""
+    return _locate(name, data_root())
+
+
+@functools.lru_cache(maxsize=None)
+def _locate(name: str, root: Path) -> Path:
     spec = manifest(name)
     tried = []
     for label, directory in _candidate_dirs(spec):
@@ -128,13 +133,17 @@ def verify(name: str) -> tuple[bool, list[str]]:
 def _download(url: str, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
-        with urllib.request.urlopen(url, timeout=60) as response:
-            shutil.copyfileobj(response, tmp)
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                shutil.copyfileobj(response, tmp)
+        except BaseException:
+            os.unlink(tmp.name)
+            raise
     os.replace(tmp.name, target)
 
 
 def _located(name: str) -> Path | None:
-    locate.cache_clear()
+    _locate.cache_clear()
     try:
         return locate(name)
     except UserError:
@@ -236,6 +245,8 @@ def _load_cifar_pickle(directory: Path, files: dict) -> tuple[np.ndarray, ...]:
         return np.concatenate(images), np.concatenate(labels)
 
     train = sorted((directory / files["train_batches"]["path"]).glob(files["train_batches"]["glob"]))
+    if len(train) != files["train_batches"]["count"]:
+        raise UserError(f"{directory}: found {len(train)} CIFAR training batches, expected {files['train_batches']['count']}")
     return (*read(train), *read([directory / files["test_batch"]["path"]]))
 
 
@@ -278,16 +289,20 @@ def _load_image_folder(directory: Path, files: dict, image_size: int) -> tuple[n
 def _find_unverified(spec: dict) -> Path:
     """Data sets whose manifest records no per-file checksum: the first directory holding them."""
     for _, directory in _candidate_dirs(spec):
-        if _files_present(spec, directory) or (spec["format"] == "cifar_pickle" and (directory / "cifar-10-batches-py").exists()):
+        if _files_present(spec, directory):
             return directory
     raise UserError(
         f"dataset {spec['name']!r} not found under {data_root() / spec['name']}; see data_manifest/{spec['name']}.json"
     )
 
 
-@functools.lru_cache(maxsize=4)
 def load(name: str, image_size: int | None = None) -> ImageData:
-    """The whole data set in memory (cached per process)."""
+    """The whole data set in memory (cached per process and data root)."""
+    return _load(name, image_size, data_root())
+
+
+@functools.lru_cache(maxsize=4)
+def _load(name: str, image_size: int | None, root: Path) -> ImageData:
     spec = manifest(name)
     checked = all("sha256_uncompressed" in e for e in spec["files"].values())
     directory = locate(name) if checked else _find_unverified(spec)

@@ -5,9 +5,11 @@ import torch
 
 
 def singular_values(features: torch.Tensor) -> torch.Tensor:
-    """Singular values of the column-centred matrix, descending (float64 for a stable tail)."""
+    """The d singular values of the column-centred N x d matrix, descending (float64 for a stable tail);
+    with N < d the missing ones are zeros, so the AUC still averages over d."""
     x = features.double()
-    return torch.linalg.svdvals(x - x.mean(dim=0, keepdim=True))
+    sigma = torch.linalg.svdvals(x - x.mean(dim=0, keepdim=True))
+    return torch.nn.functional.pad(sigma, (0, x.shape[1] - len(sigma)))
 
 
 def cumulative_spectrum(sigma: torch.Tensor) -> torch.Tensor:

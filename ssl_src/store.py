@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
@@ -30,12 +31,21 @@ def run_id(config: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
+def json_safe(value):
+    """JSON has no NaN: a measurement that does not exist is null."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def write_json_atomic(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=True)
+            json.dump(json_safe(obj), f, indent=1, sort_keys=True, allow_nan=False)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -114,9 +124,12 @@ class Run:
     def monitor(self) -> list[dict]:
         return self._records("monitor.jsonl")
 
+    def write_summary(self, summary: dict) -> None:
+        write_json_atomic(self.summary_path, summary)
+
     def finish(self, summary: dict, provenance: dict) -> None:
         write_json_atomic(self.dir / "provenance.json", provenance)
-        write_json_atomic(self.summary_path, summary)
+        self.write_summary(summary)
 
 
 def git_commit() -> str:

@@ -5,8 +5,10 @@ indices and trains on its slice; rank 0 alone writes the run store and evaluates
 """
 from __future__ import annotations
 
+import collections
 import json
 import math
+import pickle
 import os
 import sys
 import time
@@ -21,7 +23,7 @@ from .augment import AugmentConfig, augment
 from .errors import UserError
 from .evaluate import evaluate_features, extract_features
 from .methods import build_method, method_names
-from .metrics import collapse_metrics
+from .metrics import collapse_metrics, normalised_std
 from .models import STEMS, VITS, arch_names, build_backbone, to_device_layout
 from .orderings import ORDERINGS, Schedule
 from .store import Run, provenance, results_root, save_torch_atomic
@@ -193,11 +195,11 @@ def load_backbone(run_id: str) -> torch.nn.Module:
     try:
         stored = json.loads((run_dir / "config.json").read_text())["config"]
         state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
-    except (OSError, ValueError, RuntimeError) as exc:
+        backbone = build_backbone(stored["arch"], stored["width"], datasets.manifest(stored["dataset"])["channels"],
+                                  stored["stem"], stored["image_size"], stored.get("freeze_patch_embed", True))
+        backbone.load_state_dict({k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")})
+    except (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError) as exc:
         raise UserError(f"teacher run {run_id!r} not found or unreadable in {results_root()} ({exc})") from None
-    backbone = build_backbone(stored["arch"], stored["width"], datasets.manifest(stored["dataset"])["channels"],
-                              stored["stem"], stored["image_size"], stored.get("freeze_patch_embed", True))
-    backbone.load_state_dict({k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")})
     return backbone
 
 
@@ -214,17 +216,27 @@ def resolved(cfg: TrainConfig, train_size: int) -> TrainConfig:
         cfg = replace(cfg, queue_size=max(2 * cfg.batch_size, round(25_600 * train_size / 1_281_167)))
     if cfg.method == "nnsiam" and cfg.queue_size < cfg.batch_size:
         raise UserError(f"queue size {cfg.queue_size} must be at least the batch size {cfg.batch_size}")
+    if cfg.precision == "auto":  # the run id names what ran: bf16 on one machine is not fp32 on another
+        cfg = replace(cfg, precision="bf16" if autocast_dtype("auto", pick_device()) else "fp32")
     if cfg.arch in VITS and cfg.stem != "cifar":
         raise UserError("--stem applies to ResNets only")
     return cfg
 
 
-def evaluate_backbone(backbone, cfg: TrainConfig, data: datasets.ImageData, device) -> dict:
+def evaluate_backbone(method, cfg: TrainConfig, data: datasets.ImageData, device) -> dict:
+    """Evaluation of the method's backbone, plus the normalised std of its projector output (where it has one)."""
     dtype = autocast_dtype(cfg.precision, device)
     data = datasets.evaluation_view(data, cfg.eval_train_images, cfg.eval_test_images)
-    train_x = extract_features(backbone, data.train_images, data, cfg.image_size, device, autocast_dtype=dtype)
-    test_x = extract_features(backbone, data.test_images, data, cfg.image_size, device, autocast_dtype=dtype)
-    return evaluate_features(train_x, test_x, data)
+    train_x = extract_features(method.backbone, data.train_images, data, cfg.image_size, device, autocast_dtype=dtype)
+    test_x = extract_features(method.backbone, data.test_images, data, cfg.image_size, device, autocast_dtype=dtype)
+    result = evaluate_features(train_x, test_x, data)
+    projector = getattr(method, "projector", None)
+    if projector is not None:
+        was_training = projector.training
+        with torch.no_grad():
+            result["projector_normalised_std"] = normalised_std(projector.eval()(train_x.to(device)).float().cpu())
+        projector.train(was_training)
+    return result
 
 
 def _log(msg: str) -> None:
@@ -281,8 +293,8 @@ def train(cfg: TrainConfig, *, evaluate: bool = True, force: bool = False, progr
             _log(f"run {run.id}: trained earlier without evaluation; evaluating its checkpoint")
             model = build_model(cfg, data.channels)
             model.load_state_dict(torch.load(run.checkpoint_path, map_location="cpu", weights_only=True))
-            summary.update(evaluate_backbone(to_device_layout(model.backbone, device), cfg, data, device))
-            run.finish(summary, provenance(cfg.seed, device, summary["train_seconds"], str(dtype), world))
+            summary.update(evaluate_backbone(to_device_layout(model, device), cfg, data, device))
+            run.write_summary(summary)  # the training provenance stays as it was
         elif rank == 0:
             _log(f"run {run.id}: re-using the stored result (pass --force to train again)")
         return summary if rank == 0 else None
@@ -296,8 +308,7 @@ def train(cfg: TrainConfig, *, evaluate: bool = True, force: bool = False, progr
     method = model
     if world > 1:
         if cfg.sync_bn:
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            method = model
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # converts in place: `method` is model
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     generator = torch.Generator(device=device).manual_seed(cfg.seed + 1 + 1000 * rank)
     monitor = CollapseMonitor(run, data, cfg, device, dtype) if cfg.monitor_every and rank == 0 else None
@@ -305,6 +316,7 @@ def train(cfg: TrainConfig, *, evaluate: bool = True, force: bool = False, progr
     model.train()
 
     loss_value, window = float("nan"), []
+    epoch_losses = collections.deque(maxlen=schedule.steps_per_epoch)  # the summary's loss: last-epoch average
     bar = tqdm(total=cfg.steps, desc=f"{cfg.method} {cfg.arch}-w{cfg.width} {run.id}", disable=not progress or rank > 0,
                file=sys.stderr, mininterval=2.0, ncols=100)
     train_started = time.perf_counter()
@@ -320,6 +332,7 @@ def train(cfg: TrainConfig, *, evaluate: bool = True, force: bool = False, progr
         optimizer.step()
         method.after_optimizer_step((step + 1) / cfg.steps)
         window.append(out["loss"].detach())
+        epoch_losses.append(window[-1])
         if (step + 1) % log_every == 0 or step + 1 == cfg.steps:
             mean_loss = torch.stack(window).float().mean()
             if world > 1:
@@ -336,21 +349,21 @@ def train(cfg: TrainConfig, *, evaluate: bool = True, force: bool = False, progr
         bar.update(1)
     bar.close()
     train_seconds = time.perf_counter() - train_started
-    if rank > 0:
-        dist.barrier()
-        return None
+    if world > 1:
+        dist.barrier()  # every rank has finished training; only rank 0 saves and evaluates
+        if rank > 0:
+            return None
 
     save_torch_atomic(run.checkpoint_path, method.state_dict())
     summary = {
         "run_id": run.id, "method": cfg.method, "arch": cfg.arch, "width": cfg.width, "subset": cfg.subset,
-        "ordering": cfg.ordering, "seed": cfg.seed, "steps": cfg.steps, "loss": loss_value,
+        "ordering": cfg.ordering, "seed": cfg.seed, "steps": cfg.steps,
+        "loss": float(torch.stack(list(epoch_losses)).float().mean()) if epoch_losses else float("nan"),
         "train_seconds": train_seconds,
         "pairs_per_s": cfg.steps * cfg.batch_size / train_seconds if cfg.steps else float("nan"),
         "monitor_seconds": monitor.seconds if monitor else 0.0,
     }
     if evaluate:
-        summary.update(evaluate_backbone(method.backbone, cfg, data, device))
-    run.finish(summary, provenance(cfg.seed, device, time.perf_counter() - started, str(dtype), world))
-    if world > 1:
-        dist.barrier()
+        summary.update(evaluate_backbone(method, cfg, data, device))
+    run.finish(summary, provenance(cfg.seed, device, time.perf_counter() - started, str(dtype or torch.float32), world))
     return summary

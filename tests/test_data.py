@@ -13,12 +13,8 @@ from ssl_src.errors import UserError
 
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("SSL_DATA", str(tmp_path))
-    data.load.cache_clear()
-    data.locate.cache_clear()
-    yield tmp_path
-    data.load.cache_clear()
-    data.locate.cache_clear()
+    monkeypatch.setenv("SSL_DATA", str(tmp_path))  # the caches are keyed by the data root
+    return tmp_path
 
 
 def write_idx(path, array):
@@ -136,7 +132,6 @@ def test_image_folder_loader_resizes_and_centre_crops(data_dir):
             folder.mkdir(parents=True)
             for i in range(2):
                 Image.new("RGB", (40 + 10 * i, 30), color=(10 * i, 100, 200)).save(folder / f"{i}.png")
-    data.load.cache_clear()
     d = data.load("imagenet", 16)
     assert d.train_images.shape == (4, 3, 16, 16) and d.test_labels.tolist() == [0, 0, 1, 1]
     assert d.train_images[0, 2].float().mean().item() == pytest.approx(200, abs=1)

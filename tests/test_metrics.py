@@ -68,4 +68,6 @@ def test_collapse_metrics_bundle_normalises_rank_by_the_attainable_maximum():
     assert m["dim"] == 8
     assert m["effective_rank"] == pytest.approx(4, rel=1e-3)
     assert m["effective_rank_fraction"] == pytest.approx(1.0, rel=1e-3)
-    assert len(m["singular_values"]) == 5
+    assert len(m["singular_values"]) == 8 and m["singular_values"][4:] == pytest.approx([0.0] * 4, abs=1e-9)  # d values
+    # flat over the 4 nonzero values of 8: C = (1/4, 2/4, 3/4, 1, 1, 1, 1, 1), AUC = 6.5 / 8
+    assert m["auc"] == pytest.approx(6.5 / 8)

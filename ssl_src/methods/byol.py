@@ -36,7 +36,7 @@ class BYOL(Method):
             t1, t2 = self.target(x).chunk(2)
         # 2 - 2 cos, symmetrised: each view's prediction regresses the other view's target projection.
         loss = (2 + 2 * negative_cosine(p1, t2)) + (2 + 2 * negative_cosine(p2, t1))
-        return {"loss": loss / 2, "z1": z.chunk(2)[0].detach(), "projections": z.detach()}
+        return {"loss": loss / 2, "projections": z.detach()}
 
     @torch.no_grad()
     def after_optimizer_step(self, progress: float) -> None:

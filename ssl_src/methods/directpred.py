@@ -12,8 +12,6 @@ from .byol import BYOL
 
 @register("directpred")
 class DirectPred(BYOL):
-    projector_last_bn = False
-
     def default_heads(self, d: int, w: int) -> dict:
         # Their STL-10/CIFAR-10 projector: 512-512-128 at width 64.
         return dict(proj_hidden_dim=d, proj_dim=2 * w, pred_dim=2 * w, proj_layers=2)

@@ -6,7 +6,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from ..models import mlp
+from ..models import VITS, mlp
 from .base import Method, MomentumTarget, gather, head_sizes, register
 
 
@@ -25,10 +25,12 @@ class MoCoV3(Method):
     def __init__(self, backbone: nn.Module, cfg):
         super().__init__(backbone, cfg)
         d, w = backbone.num_features, cfg.width
-        # MoCo-v3 ResNet heads scaled with the width: 3-layer 4096-4096-256 projector, 2-layer predictor.
-        h = head_sizes(cfg, dict(proj_hidden_dim=64 * w, proj_dim=4 * w, pred_dim=64 * w, proj_layers=3))
+        # MoCo-v3's heads scaled with the width (4096 hidden, 256 out at w=64): ResNets get a 2-layer projector
+        # and a predictor without a final BN; ViTs a 3-layer projector and a predictor ending in BN.
+        vit = cfg.arch in VITS
+        h = head_sizes(cfg, dict(proj_hidden_dim=64 * w, proj_dim=4 * w, pred_dim=64 * w, proj_layers=3 if vit else 2))
         self.projector = mlp([d] + [h["proj_hidden_dim"]] * (h["proj_layers"] - 1) + [h["proj_dim"]], last_bn_affine=False)
-        self.predictor = mlp([h["proj_dim"], h["pred_dim"], h["proj_dim"]], last_bn_affine=False)
+        self.predictor = mlp([h["proj_dim"], h["pred_dim"], h["proj_dim"]], last_bn=vit, last_bn_affine=False)
         self.target = MomentumTarget([self.backbone, self.projector], cfg.ema)
         self.temperature = cfg.temperature
 
@@ -39,7 +41,7 @@ class MoCoV3(Method):
         with torch.no_grad():
             k1, k2 = self.target(x).chunk(2)
         loss = info_nce(q1, k2, self.temperature) + info_nce(q2, k1, self.temperature)
-        return {"loss": loss, "z1": z.chunk(2)[0].detach()}
+        return {"loss": loss}
 
     @torch.no_grad()
     def after_optimizer_step(self, progress: float) -> None:
