@@ -178,6 +178,9 @@ def run_benchmark(widths=(8, 16), rounds: int = 3, steps: int = 8, log=print) ->
             "ours_pairs_per_s": ours_rate, "peer_pairs_per_s": peer_rate, "ratio": ours_rate / peer_rate,
             "model_gflop_per_pair": flops / BATCH / 1e9, "achieved_gflops": achieved / 1e9,
             "flops_fraction_bf16": achieved / peak_bf16, "flops_fraction_fp32": achieved / peak_fp32,
+            # The peer runs the same model in fp32: its FLOP/s against the fp32 peak bounds any ratio we can reach.
+            "peer_flops_fraction_fp32": flops * peer_rate / BATCH / peak_fp32,
+            "ratio_at_full_bf16_peak": peak_bf16 / (flops * peer_rate / BATCH),
         }
     results["evaluation"] = evaluation_cost(data, device)
     return results
