@@ -349,8 +349,10 @@ def train(cfg: TrainConfig, *, evaluate: bool = True, force: bool = False, progr
         bar.update(1)
     bar.close()
     train_seconds = time.perf_counter() - train_started
-    if world > 1:
-        dist.barrier()  # every rank has finished training; only rank 0 saves and evaluates
+    final_loss = torch.stack(list(epoch_losses)).float().mean() if epoch_losses else torch.tensor(math.nan, device=device)
+    if world > 1:  # every rank has finished training; only rank 0 saves and evaluates
+        dist.all_reduce(final_loss)
+        final_loss /= world
         if rank > 0:
             return None
 
@@ -358,7 +360,7 @@ def train(cfg: TrainConfig, *, evaluate: bool = True, force: bool = False, progr
     summary = {
         "run_id": run.id, "method": cfg.method, "arch": cfg.arch, "width": cfg.width, "subset": cfg.subset,
         "ordering": cfg.ordering, "seed": cfg.seed, "steps": cfg.steps,
-        "loss": float(torch.stack(list(epoch_losses)).float().mean()) if epoch_losses else float("nan"),
+        "loss": float(final_loss),
         "train_seconds": train_seconds,
         "pairs_per_s": cfg.steps * cfg.batch_size / train_seconds if cfg.steps else float("nan"),
         "monitor_seconds": monitor.seconds if monitor else 0.0,
