@@ -14,7 +14,7 @@ class BYOL(Method):
         super().__init__(backbone, cfg)
         d, w = backbone.num_features, cfg.width
         # BYOL's ImageNet heads scaled with the width: 4096 hidden, 256 out at w=64.
-        h = head_sizes(cfg, self.default_heads(d, w))
+        h = head_sizes(cfg, self.default_heads(cfg, d, w))
         self.projector = mlp([d] + [h["proj_hidden_dim"]] * (h["proj_layers"] - 1) + [h["proj_dim"]],
                              last_bn=self.projector_last_bn, last_bn_affine=False, last_bias=not self.projector_last_bn)
         self.predictor = self.build_predictor(cfg, h)
@@ -22,7 +22,7 @@ class BYOL(Method):
 
     projector_last_bn = False
 
-    def default_heads(self, d: int, w: int) -> dict:
+    def default_heads(self, cfg, d: int, w: int) -> dict:
         return dict(proj_hidden_dim=64 * w, proj_dim=4 * w, pred_dim=64 * w, proj_layers=2)
 
     def build_predictor(self, cfg, h: dict) -> nn.Module:
@@ -34,9 +34,12 @@ class BYOL(Method):
         p1, p2 = self.predictor(z).chunk(2)
         with torch.no_grad():
             t1, t2 = self.target(x).chunk(2)
-        # 2 - 2 cos, symmetrised: each view's prediction regresses the other view's target projection.
-        loss = (2 + 2 * negative_cosine(p1, t2)) + (2 + 2 * negative_cosine(p2, t1))
-        return {"loss": loss / 2, "projections": z.detach()}
+        # Symmetrised: each view's prediction regresses the other view's target projection.
+        return {"loss": self.symmetric_loss(p1, p2, t1, t2), "projections": z.detach()}
+
+    def symmetric_loss(self, p1, p2, t1, t2) -> torch.Tensor:
+        """2 - 2 cos, averaged over the two directions."""
+        return ((2 + 2 * negative_cosine(p1, t2)) + (2 + 2 * negative_cosine(p2, t1))) / 2
 
     @torch.no_grad()
     def after_optimizer_step(self, progress: float) -> None:

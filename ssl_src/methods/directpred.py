@@ -12,7 +12,7 @@ from .byol import BYOL
 
 @register("directpred")
 class DirectPred(BYOL):
-    def default_heads(self, d: int, w: int) -> dict:
+    def default_heads(self, cfg, d: int, w: int) -> dict:
         # Their STL-10/CIFAR-10 projector: 512-512-128 at width 64.
         return dict(proj_hidden_dim=d, proj_dim=2 * w, pred_dim=2 * w, proj_layers=2)
 

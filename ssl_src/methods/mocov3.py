@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models import VITS, mlp
-from .base import Method, MomentumTarget, gather, head_sizes, register
+from .base import gather, register
+from .byol import BYOL
 
 
 def info_nce(q: torch.Tensor, k: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -21,28 +22,22 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, temperature: float) -> torch.Tens
 
 
 @register("mocov3")
-class MoCoV3(Method):
+class MoCoV3(BYOL):
+    """BYOL's online/target structure with MoCo-v3's heads and the InfoNCE loss."""
+
+    projector_last_bn = True  # BN without affine at the projector's output
+
     def __init__(self, backbone: nn.Module, cfg):
         super().__init__(backbone, cfg)
-        d, w = backbone.num_features, cfg.width
-        # MoCo-v3's heads scaled with the width (4096 hidden, 256 out at w=64): ResNets get a 2-layer projector
-        # and a predictor without a final BN; ViTs a 3-layer projector and a predictor ending in BN.
-        vit = cfg.arch in VITS
-        h = head_sizes(cfg, dict(proj_hidden_dim=64 * w, proj_dim=4 * w, pred_dim=64 * w, proj_layers=3 if vit else 2))
-        self.projector = mlp([d] + [h["proj_hidden_dim"]] * (h["proj_layers"] - 1) + [h["proj_dim"]], last_bn_affine=False)
-        self.predictor = mlp([h["proj_dim"], h["pred_dim"], h["proj_dim"]], last_bn=vit, last_bn_affine=False)
-        self.target = MomentumTarget([self.backbone, self.projector], cfg.ema)
         self.temperature = cfg.temperature
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> dict:
-        x = torch.cat([x1, x2])
-        z = self.projector(self.backbone(x))
-        q1, q2 = self.predictor(z).chunk(2)
-        with torch.no_grad():
-            k1, k2 = self.target(x).chunk(2)
-        loss = info_nce(q1, k2, self.temperature) + info_nce(q2, k1, self.temperature)
-        return {"loss": loss}
+    def default_heads(self, cfg, d: int, w: int) -> dict:
+        # 4096 hidden, 256 out at w=64; ResNets get a 2-layer projector, ViTs a 3-layer one.
+        return dict(proj_hidden_dim=64 * w, proj_dim=4 * w, pred_dim=64 * w, proj_layers=3 if cfg.arch in VITS else 2)
 
-    @torch.no_grad()
-    def after_optimizer_step(self, progress: float) -> None:
-        self.target.update(progress)
+    def build_predictor(self, cfg, h: dict) -> nn.Module:
+        # As the official builder: the ResNet predictor has no final BN, the ViT predictor ends in one.
+        return mlp([h["proj_dim"], h["pred_dim"], h["proj_dim"]], last_bn=cfg.arch in VITS, last_bn_affine=False)
+
+    def symmetric_loss(self, p1, p2, t1, t2) -> torch.Tensor:
+        return info_nce(p1, t2, self.temperature) + info_nce(p2, t1, self.temperature)
