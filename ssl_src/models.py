@@ -131,10 +131,6 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def representation_dim(backbone: nn.Module) -> int:
-    return int(backbone.num_features)
-
-
 def to_device_layout(module: nn.Module, device: torch.device) -> nn.Module:
     """channels_last is the fast layout for convs on both bf16 CPU kernels and CUDA."""
     return module.to(device=device, memory_format=torch.channels_last)

@@ -114,9 +114,6 @@ class Run:
         """Per-step training metrics (loss, lr, throughput)."""
         self._append("metrics.jsonl", record)
 
-    def metrics(self) -> list[dict]:
-        return self._records("metrics.jsonl")
-
     def log_monitor(self, record: dict) -> None:
         """Live collapse metrics of the probe set during training."""
         self._append("monitor.jsonl", record)
