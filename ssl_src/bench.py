@@ -1,8 +1,9 @@
 """`python -m ssl_src bench`: our SimSiam step against a peer pipeline built from lightly's documented
 recipe, on the same backbone, data, batch and cores; achieved FLOP/s against the measured GEMM peak;
-and the cost of evaluating one run.
+the speed-ups we use (bf16, channels_last, joint views), each switched off in turn; the hardware; and
+the cost of evaluating one run.
 
-Ours and the peer are timed in alternating rounds, so slow drift of the machine cancels.
+Compared pipelines are timed in alternating rounds, so slow drift of the machine cancels.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from .augment import augment
 from .evaluate import extract_features, knn_accuracy
 from .metrics import collapse_metrics
 from .models import to_device_layout
-from .train import TrainConfig, autocast_dtype, build_model, build_optimizer, pick_device
+from .train import TrainConfig, autocast_dtype, build_model, build_optimizer, cpu_has_bf16, pick_device
 
 IMAGE_SIZE = 28
 BATCH = 256
@@ -36,12 +37,14 @@ def gemm_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
 
 
 class OurStep:
-    """One SimSiam training step of `ssl_src`, augmentation included, data in memory."""
+    """One SimSiam training step of `ssl_src`, augmentation included, data in memory; `overrides` are
+    TrainConfig fields (the ablations), `channels_last=False` keeps the default contiguous layout."""
 
-    def __init__(self, width: int, data: datasets.ImageData, device):
-        self.cfg = TrainConfig(width=width, batch_size=BATCH, image_size=IMAGE_SIZE, proj_layers=2)
+    def __init__(self, width: int, data: datasets.ImageData, device, channels_last: bool = True, **overrides):
+        self.cfg = TrainConfig(width=width, batch_size=BATCH, image_size=IMAGE_SIZE, proj_layers=2, **overrides)
         self.data, self.device = data, device
-        self.model = to_device_layout(build_model(self.cfg, data.channels), device).train()
+        model = build_model(self.cfg, data.channels)
+        self.model = (to_device_layout(model, device) if channels_last else model.to(device)).train()
         self.optimizer = build_optimizer(self.model, self.cfg)
         self.dtype = autocast_dtype(self.cfg.precision, device)
         self.generator = torch.Generator(device=device).manual_seed(0)
@@ -145,6 +148,46 @@ def evaluation_cost(data: datasets.ImageData, device) -> dict:
             "knn_s": knn - metrics, "total_s": knn - started}
 
 
+# What the field uses, each switched off in turn against our default step (see the performance appendix).
+ABLATIONS = {
+    "fp32 (no bf16 autocast)": dict(precision="fp32"),
+    "contiguous layout (no channels_last)": dict(channels_last=False),
+    "BN per view (two passes, the authors' semantics)": dict(bn_views="per_view"),
+}
+
+
+def ablation(width: int, data: datasets.ImageData, device, rounds: int, steps: int, log=print) -> dict:
+    """Pairs/s of each ablation and of our default step, timed in alternating rounds."""
+    pipelines = {"ours (bf16 autocast, channels_last, joint views)": OurStep(width, data, device)}
+    pipelines.update({name: OurStep(width, data, device, **overrides) for name, overrides in ABLATIONS.items()})
+    for pipeline in pipelines.values():
+        pairs_per_second(pipeline, 2)
+    rates = {name: [] for name in pipelines}
+    for _ in range(rounds):
+        for name, pipeline in pipelines.items():
+            rates[name].append(pairs_per_second(pipeline, steps))
+    result = {name: statistics.median(r) for name, r in rates.items()}
+    log("ablation at width %d: %s" % (width, ", ".join(f"{n} {v:.0f}" for n, v in result.items())))
+    return result
+
+
+def hardware() -> dict:
+    """What the numbers were measured on."""
+    import os
+    import platform
+
+    model = platform.processor() or platform.machine()
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    device = pick_device()
+    return {"cpu": model, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "native_bf16": cpu_has_bf16(),
+            "accelerator": torch.cuda.get_device_name(device) if device.type == "cuda" else "none"}
+
+
 def lightly_available() -> bool:
     import importlib.util
 
@@ -160,7 +203,8 @@ def run_benchmark(widths=(8, 16), rounds: int = 3, steps: int = 8, log=print) ->
     device = pick_device()
     peak_bf16, peak_fp32 = gemm_peak(torch.bfloat16), gemm_peak(torch.float32)
     log(f"GEMM peak: bf16 {peak_bf16 / 1e9:.0f} GFLOP/s, fp32 {peak_fp32 / 1e9:.0f} GFLOP/s ({torch.get_num_threads()} threads)")
-    results = {"peak_bf16_gflops": peak_bf16 / 1e9, "peak_fp32_gflops": peak_fp32 / 1e9, "widths": {}}
+    results = {"hardware": hardware(), "peak_bf16_gflops": peak_bf16 / 1e9, "peak_fp32_gflops": peak_fp32 / 1e9,
+               "widths": {}}
     for width in widths:
         pipelines = [OurStep(width, data, device)] + ([PeerStep(width, data)] if with_peer else [])
         for pipeline in pipelines:  # warm-up: allocator, oneDNN kernels, worker start
@@ -182,15 +226,21 @@ def run_benchmark(widths=(8, 16), rounds: int = 3, steps: int = 8, log=print) ->
             "peer_flops_fraction_fp32": flops * peer_rate / BATCH / peak_fp32,
             "ratio_at_full_bf16_peak": peak_bf16 / (flops * peer_rate / BATCH),
         }
+    results["ablation"] = {"width": max(widths), "pairs_per_s": ablation(max(widths), data, device, rounds, steps, log)}
     results["evaluation"] = evaluation_cost(data, device)
     return results
 
 
 def format_table(results: dict) -> str:
-    lines = [f"{'width':>6}{'ours pairs/s':>14}{'peer pairs/s':>14}{'ratio':>8}{'GFLOP/s':>10}{'of bf16 peak':>14}"]
+    h = results["hardware"]
+    lines = [f"{h['cpu']}, {h['logical_cpus']} logical CPUs, {h['torch_threads']} torch threads, {h['cpu_capability']}, "
+             f"torch {h['torch']}, accelerator: {h['accelerator']}",
+             f"{'width':>6}{'ours pairs/s':>14}{'peer pairs/s':>14}{'ratio':>8}{'GFLOP/s':>10}{'of bf16 peak':>14}"]
     for width, r in results["widths"].items():
         lines.append(f"{width:>6}{r['ours_pairs_per_s']:>14.0f}{r['peer_pairs_per_s']:>14.0f}{r['ratio']:>8.2f}"
                      f"{r['achieved_gflops']:>10.0f}{100 * r['flops_fraction_bf16']:>13.1f}%")
+    a = results["ablation"]
+    lines.append(f"ablation at width {a['width']} (pairs/s): " + ", ".join(f"{n} {v:.0f}" for n, v in a["pairs_per_s"].items()))
     e = results["evaluation"]
     lines.append(f"evaluation (60k/10k, width {e['width']}, {e['image_size']} px): features {e['features_s']:.1f} s, metrics {e['metrics_s']:.1f} s, "
                  f"kNN {e['knn_s']:.1f} s, total {e['total_s']:.1f} s")

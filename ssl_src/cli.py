@@ -33,7 +33,7 @@ FIELD_HELP = {
     "switch": "hybrid: fraction of the steps trained single-pass", "batch_size": "global batch size",
     "base_lr": "base lr; lr = base * batch / 256", "warmup_epochs": "linear lr warmup, in epochs of the full set",
     "fix_pred_lr": "decay the predictor's lr too (default: fixed)", "stop_grad": "remove the stop-gradient (SimSiam collapse demo)",
-    "predictor": "predictor head", "proj_hidden_dim": "0 = the method's default", "proj_dim": "0 = the method's default",
+    "predictor": "predictor head", "bn_views": "BN over both views in one pass (joint) or per view (the authors' code)", "proj_hidden_dim": "0 = the method's default", "proj_dim": "0 = the method's default",
     "pred_dim": "predictor hidden width; 0 = the method's default", "proj_layers": "0 = the method's default",
     "ema": "base momentum of target networks (rises to 1 on a cosine)", "temperature": "MoCo-v3 InfoNCE temperature",
     "queue_size": "NNSiam queue length (0 = 25,600 scaled by data-set size)", "dp_rho": "DirectPred: weight of the old correlation",
@@ -48,14 +48,9 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (except the augmentation recipe), defaults from the dataclass."""
     from dataclasses import fields
 
-    from .data import dataset_names
-    from .methods import method_names
-    from .models import STEMS, arch_names
-    from .orderings import ORDERINGS
-    from .train import OPTIMIZERS, PRECISIONS, PREDICTORS, TrainConfig
+    from .train import TrainConfig, field_choices
 
-    choices = {"method": method_names(), "arch": arch_names(), "dataset": dataset_names(), "stem": STEMS,
-               "ordering": ORDERINGS, "optimizer": OPTIMIZERS, "predictor": PREDICTORS, "precision": PRECISIONS}
+    choices = field_choices()
     defaults = TrainConfig()
     for f in fields(TrainConfig):
         if f.name == "augment":

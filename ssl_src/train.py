@@ -31,8 +31,16 @@ from .store import Run, provenance, results_root, save_torch_atomic
 PRECISIONS = ("auto", "bf16", "fp32")
 OPTIMIZERS = ("sgd", "lars", "adamw")
 PREDICTORS = ("mlp", "linear")
+BN_VIEWS = ("joint", "per_view")
 MONITOR_PROBE_IMAGES = 2048
 COLLAPSE_WARNING_RANK = 2.0  # effective rank below this = complete collapse
+
+
+def field_choices() -> dict[str, list[str]]:
+    """The valid values of every TrainConfig field that is a name (CLI choices and validation)."""
+    return {"method": method_names(), "arch": arch_names(), "dataset": datasets.dataset_names(), "stem": list(STEMS),
+            "precision": list(PRECISIONS), "optimizer": list(OPTIMIZERS), "predictor": list(PREDICTORS),
+            "bn_views": list(BN_VIEWS), "ordering": list(ORDERINGS)}
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,7 @@ class TrainConfig:
     fix_pred_lr: bool = True
     stop_grad: bool = True
     predictor: str = "mlp"
+    bn_views: str = "joint"  # joint: both views in one pass (BN pooled); per_view: the authors' BN per view
     proj_hidden_dim: int = 0  # 0 = the method's default for this backbone and width
     proj_dim: int = 0
     pred_dim: int = 0
@@ -91,10 +100,7 @@ class TrainConfig:
         return self.base_lr * self.batch_size / 256
 
     def validate(self) -> None:
-        choices = {"method": method_names(), "arch": arch_names(), "dataset": datasets.dataset_names(),
-                   "stem": STEMS, "precision": PRECISIONS, "optimizer": OPTIMIZERS, "predictor": PREDICTORS,
-                   "ordering": ORDERINGS}
-        for name, valid in choices.items():
+        for name, valid in field_choices().items():
             if getattr(self, name) not in valid:
                 raise UserError(f"unknown {name} {getattr(self, name)!r}; valid: {', '.join(valid)}")
         for name in ("width", "batch_size", "image_size", "dp_freq"):

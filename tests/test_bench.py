@@ -29,3 +29,6 @@ def test_bench_json_reports_every_field(tmp_path):
     for key in ("ours_pairs_per_s", "peer_pairs_per_s", "ratio", "flops_fraction_bf16"):
         assert isinstance(row[key], float) and math.isfinite(row[key]) and row[key] > 0
     assert result["evaluation"]["total_s"] > 0
+    ablation = result["ablation"]["pairs_per_s"]
+    assert len(ablation) == 4 and all(v > 0 for v in ablation.values())
+    assert result["hardware"]["logical_cpus"] >= 1 and result["hardware"]["torch"] == torch.__version__

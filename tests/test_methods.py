@@ -51,6 +51,26 @@ def test_stop_gradient_blocks_the_target_branch_and_removing_it_does_not():
         assert has_grad == expect_grad
 
 
+@pytest.mark.parametrize("name", ["simsiam", "byol"])
+def test_per_view_bn_normalises_each_view_with_its_own_statistics(name):
+    from dataclasses import replace
+
+    x1, x2 = views()
+    x2 = 3 * x2 + 1  # views with different statistics, so pooled and per-view BN differ
+    joint, per_view = method(name), method(name, replace(CFG, bn_views="per_view"))
+    with torch.no_grad():
+        encode = lambda x: per_view.projector(per_view.backbone(x))
+        z1, z2 = encode(x1), encode(x2)
+        p1, p2 = per_view.predictor(z1), per_view.predictor(z2)
+        if name == "simsiam":
+            expected = (negative_cosine(p1, z2) + negative_cosine(p2, z1)) / 2
+        else:
+            t1, t2 = per_view.target(x1), per_view.target(x2)
+            expected = per_view.symmetric_loss(p1, p2, t1, t2)
+        assert torch.allclose(per_view(x1, x2)["loss"], expected, atol=1e-5)
+        assert not torch.allclose(joint(x1, x2)["loss"], expected, atol=1e-3)
+
+
 def test_no_stop_grad_is_refused_where_it_means_nothing():
     with pytest.raises(UserError, match="simsiam only"):
         method("byol", TrainConfig(width=4, stop_grad=False))

@@ -17,14 +17,14 @@ IMAGENET_STEPS_100_EPOCHS = 100 * (1_281_167 // 256)
 PRESETS = {
     "smoke": dict(dataset="fashion_mnist", archs=["resnet18"], widths=[4], subsets=[0.01, 1.0], seeds=[0, 1],
                   steps=4, batch_size=64, image_size=28, lr=0.05, weight_decay=5e-4, warmup_steps=0,
-                  proj_layers=2, eval_train_images=2000, eval_test_images=500),
+                  proj_layers=2, bn_views="joint", eval_train_images=2000, eval_test_images=500),
     "quick": dict(dataset="fashion_mnist", archs=["resnet18"], widths=[8], subsets=[0.01, 0.1, 1.0], seeds=[0, 1],
                   steps=1000, batch_size=128, image_size=20, lr=0.05, weight_decay=5e-4, warmup_steps=50,
-                  proj_layers=2, eval_train_images=0, eval_test_images=0),
+                  proj_layers=2, bn_views="joint", eval_train_images=0, eval_test_images=0),
     "paper": dict(dataset="imagenet", archs=["resnet18", "resnet34"], widths=[64],
                   subsets=[0.01, 0.05, 0.1, 0.2, 0.5, 1.0], seeds=[0, 1, 2], steps=IMAGENET_STEPS_100_EPOCHS,
                   batch_size=256, image_size=224, lr=0.05, weight_decay=1e-4, warmup_steps=0, proj_layers=3,
-                  eval_train_images=0, eval_test_images=0),
+                  bn_views="per_view", eval_train_images=0, eval_test_images=0),
 }
 
 # What the paper reports, with where it comes from (the "paper" column of the chapter).
@@ -42,7 +42,7 @@ def _config(p: dict, arch: str, width: int, subset: float, seed: int, steps: int
         method="simsiam", arch=arch, width=width, stem="imagenet" if p["dataset"] == "imagenet" else "cifar",
         dataset=p["dataset"], image_size=p["image_size"], subset=subset, steps=steps, batch_size=p["batch_size"],
         seed=seed, base_lr=p["lr"], weight_decay=p["weight_decay"], warmup_steps=p["warmup_steps"],
-        proj_layers=p["proj_layers"], augment=IMAGENET if p["dataset"] == "imagenet" else GREY_SMALL,
+        proj_layers=p["proj_layers"], bn_views=p["bn_views"], augment=IMAGENET if p["dataset"] == "imagenet" else GREY_SMALL,
         eval_train_images=p["eval_train_images"], eval_test_images=p["eval_test_images"],
     )
 

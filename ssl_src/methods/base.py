@@ -42,6 +42,14 @@ class Method(nn.Module):
         self.backbone = backbone
         if not cfg.stop_grad and not self.supports_no_stop_grad:
             raise UserError(f"--no-stop-grad applies to simsiam only, not {self.name}")
+        self.per_view_bn = cfg.bn_views == "per_view"
+
+    def per_views(self, net, x: torch.Tensor) -> torch.Tensor:
+        """`net` over both stacked views: in one pass (BN statistics pooled over the two views, faster on
+        CPU) or, with bn_views=per_view, view by view as in the authors' code (BN statistics per view)."""
+        if self.per_view_bn:
+            return torch.cat([net(view) for view in x.chunk(2)])
+        return net(x)
 
     def parameter_groups(self) -> list[dict]:
         """Optimizer groups; a group with `fixed_lr=True` keeps its initial lr through the schedule."""

@@ -30,10 +30,10 @@ class BYOL(Method):
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> dict:
         x = torch.cat([x1, x2])
-        z = self.projector(self.backbone(x))
-        p1, p2 = self.predictor(z).chunk(2)
+        z = self.per_views(lambda v: self.projector(self.backbone(v)), x)
+        p1, p2 = self.per_views(self.predictor, z).chunk(2)
         with torch.no_grad():
-            t1, t2 = self.target(x).chunk(2)
+            t1, t2 = self.per_views(self.target, x).chunk(2)
         # Symmetrised: each view's prediction regresses the other view's target projection.
         return {"loss": self.symmetric_loss(p1, p2, t1, t2), "projections": z.detach()}
 

@@ -35,9 +35,8 @@ class SimSiam(Method):
         return (z2.detach(), z1.detach()) if self.stop_grad else (z2, z1)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> dict:
-        # Both views in one forward pass: the backbone's BN sees both views' statistics together.
-        z = self.projector(self.backbone(torch.cat([x1, x2])))
-        p = self.predictor(z)
+        z = self.per_views(lambda x: self.projector(self.backbone(x)), torch.cat([x1, x2]))
+        p = self.per_views(self.predictor, z)
         z1, z2 = z.chunk(2)
         p1, p2 = p.chunk(2)
         t1, t2 = self.targets(z1, z2)
