@@ -19,7 +19,7 @@ import yaml
 
 from .chapters import SCALES
 from .errors import UserError
-from .store import REPO_ROOT, results_root, write_json_atomic
+from .store import REPO_ROOT, exclusive, results_root, write_json_atomic
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 
@@ -138,9 +138,18 @@ def run_chapter(name: str, scale: str, params: dict | None = None) -> ChapterRes
 
 
 def build_book(scale: str) -> bool:
-    """Run every chapter; build the HTML only if all succeeded. Prints a timing table."""
+    """Run every chapter; build the HTML only if all succeeded. Prints a timing table.
+
+    Two builds of the same scale take turns (a lock on `_build/<scale>.lock`); runs they share are
+    trained once, the second build re-using them."""
     if scale not in SCALES:
         raise UserError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
+    busy = f"another book build of the {scale} scale is running here; waiting for it"
+    with exclusive(REPO_ROOT / "_build" / f"{scale}.lock", busy, log=lambda msg: print(msg, file=sys.stderr, flush=True)):
+        return _build_book(scale)
+
+
+def _build_book(scale: str) -> bool:
     shutil.rmtree(stage_dir(scale), ignore_errors=True)  # no page survives from an earlier build
     results = []
     for name in chapter_names():

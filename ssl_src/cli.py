@@ -9,7 +9,7 @@ import json
 import sys
 
 from .chapters import SCALES
-from .errors import UserError
+from .errors import TrainingStopped, UserError
 from .store import json_safe
 
 
@@ -74,7 +74,8 @@ def cmd_train(args) -> int:
     from .train import TrainConfig, train
 
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "augment"})
-    summary = train(cfg, evaluate=not args.no_eval, force=args.force, progress=not args.no_progress)
+    summary = train(cfg, evaluate=not args.no_eval, force=args.force, progress=not args.no_progress,
+                    checkpoint_every=args.checkpoint_every)
     if summary is not None:  # data-parallel ranks other than 0 print nothing
         print(json.dumps(json_safe({k: v for k, v in summary.items() if k != "singular_values"})))
     return 0
@@ -118,6 +119,8 @@ def cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .train import CHECKPOINT_EVERY
+
     parser = OneLineParser(prog="python -m ssl_src", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -127,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-eval", action="store_true", help="skip kNN / linear probe / collapse metrics")
     train.add_argument("--force", action="store_true", help="train again even if the run is stored")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--checkpoint-every", type=int, default=CHECKPOINT_EVERY, metavar="K",
+                       help="write a resumable checkpoint every K steps; 0 = never (default %(default)s)")
     train.set_defaults(func=cmd_train)
 
     data = sub.add_parser("data", help="fetch or verify a data set described in data_manifest/")
@@ -162,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except TrainingStopped as exc:
+        if args.debug:
+            raise
+        print(f"stopped: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

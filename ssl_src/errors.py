@@ -1,5 +1,14 @@
-"""The one exception a user sees as a single line (the CLI prints it and exits 2)."""
+"""The exceptions a user sees as a single line: bad input (exit 2) and a run that stopped early."""
 
 
 class UserError(Exception):
     """Bad input or missing data: the message says what was wrong and what would be valid."""
+
+
+class TrainingStopped(Exception):
+    """A run stopped before its last step (a signal, or a non-finite loss); the message says what was kept
+    and how to go on. `exit_code` is what the command line returns (128 + signal, or 1)."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code

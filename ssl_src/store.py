@@ -1,17 +1,23 @@
 """The run store: `results/<run_id>/` per training run, identified by a hash of its whole configuration.
 
-A run is finished exactly when `summary.json` exists; every JSON file is written atomically
-(temporary file, fsync, rename), so a killed run never leaves a directory that looks finished.
+A run directory is finished (a valid `summary.json` naming the run) or resumable (`checkpoint.pt`, with
+the one before it kept as `checkpoint.prev.pt`). Every file is written atomically (temporary file,
+fsync, rename), so a killed run never leaves a directory that looks finished; a run that diverged
+has `failed.json` instead of a summary. One process at a time works in a run directory (`Run.lock`).
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
 import os
 import platform
 import subprocess
+import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
@@ -68,8 +74,25 @@ def save_torch_atomic(path: Path, obj) -> None:
         raise
 
 
+@contextlib.contextmanager
+def exclusive(lock_path: Path, busy_message: str, log=print):
+    """An advisory lock (flock) held for the block; if another process holds it, say so once and wait."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(busy_message)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class Run:
-    """One run directory: config.json, metrics.jsonl (per-step), provenance.json, model.pt, summary.json."""
+    """One run directory: config.json, metrics.jsonl (per-step), monitor.jsonl, provenance.json, model.pt,
+    summary.json; while training, checkpoint.pt and checkpoint.prev.pt."""
 
     def __init__(self, config: dict, root: Path | None = None):
         self.config = config
@@ -82,33 +105,86 @@ class Run:
 
     @property
     def checkpoint_path(self) -> Path:
+        """The final model (what evaluation and distillation teachers read)."""
         return self.dir / "model.pt"
+
+    @property
+    def resume_paths(self) -> tuple[Path, Path]:
+        """The newest training checkpoint and the one before it."""
+        return self.dir / "checkpoint.pt", self.dir / "checkpoint.prev.pt"
+
+    @property
+    def failed_path(self) -> Path:
+        return self.dir / "failed.json"
 
     def finished(self) -> bool:
         try:
-            json.loads(self.summary_path.read_text())
-            return True
-        except (OSError, ValueError):
+            return json.loads(self.summary_path.read_text()).get("run_id") == self.id
+        except (OSError, ValueError, AttributeError):
             return False
 
     def summary(self) -> dict:
         return json.loads(self.summary_path.read_text())
 
+    def lock(self, log=print):
+        """Exclusive use of the run directory: a second process (another book build) waits, then finds
+        the run finished and re-uses it."""
+        return exclusive(self.dir / ".lock", f"run {self.id}: another process is training it; waiting", log)
+
     def start(self) -> None:
-        """Begin (or begin again) a run: stale per-step metrics and summary are removed."""
+        """Begin (or begin again) a run from scratch: summary, logs, checkpoints and failure mark go."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.summary_path.unlink(missing_ok=True)
-        for stale in ("metrics.jsonl", "monitor.jsonl"):
+        for stale in ("summary.json", "metrics.jsonl", "monitor.jsonl", "failed.json", *(p.name for p in self.resume_paths)):
             (self.dir / stale).unlink(missing_ok=True)
         write_json_atomic(self.dir / "config.json", {"run_id": self.id, "version": __version__, "config": self.config})
 
+    def save_checkpoint(self, state: dict) -> None:
+        """The newest checkpoint; the previous one is kept, in case this one is ever found unreadable."""
+        newest, previous = self.resume_paths
+        if newest.exists():
+            os.replace(newest, previous)
+        save_torch_atomic(newest, dict(state, run_id=self.id))
+
+    def load_checkpoint(self, log=print) -> dict | None:
+        """The newest readable checkpoint of this run, or None; an unreadable one is reported in one line."""
+        for path in self.resume_paths:
+            if not path.exists():
+                continue
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+                if not isinstance(state, dict) or state.get("run_id") != self.id or "step" not in state:
+                    raise ValueError("not a checkpoint of this run")
+                return state | {"path": str(path)}
+            except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+                log(f"run {self.id}: checkpoint {path.name} is unreadable ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0] if str(exc) else 'truncated'}); trying an older one")
+        return None
+
+    def resume_logs(self, step: int) -> None:
+        """Drop log records past a checkpoint's step (and a line torn by a kill), so the logs continue it."""
+        for name in ("metrics.jsonl", "monitor.jsonl"):
+            kept = [r for r in self._records(name) if r["step"] <= step]
+            path = self.dir / name
+            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{name}.", suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in kept)
+            os.replace(tmp, path)
+
     def _append(self, name: str, record: dict) -> None:
         with open(self.dir / name, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(json_safe(record)) + "\n")
 
     def _records(self, name: str) -> list[dict]:
         path = self.dir / name
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        if not path.exists():
+            return []
+        records = []
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:  # the last line of a killed run may be torn
+                continue
+        return records
 
     def log_metrics(self, record: dict) -> None:
         """Per-step training metrics (loss, lr, throughput)."""
@@ -124,9 +200,14 @@ class Run:
     def write_summary(self, summary: dict) -> None:
         write_json_atomic(self.summary_path, summary)
 
+    def mark_failed(self, reason: dict) -> None:
+        write_json_atomic(self.failed_path, reason)
+
     def finish(self, summary: dict, provenance: dict) -> None:
         write_json_atomic(self.dir / "provenance.json", provenance)
         self.write_summary(summary)
+        for path in self.resume_paths:  # the final model.pt is what a finished run keeps
+            path.unlink(missing_ok=True)
 
 
 def git_commit() -> str:

@@ -6,11 +6,14 @@ indices and trains on its slice; rank 0 alone writes the run store and evaluates
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import math
 import pickle
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 
@@ -20,7 +23,7 @@ from tqdm.std import tqdm
 
 from . import data as datasets
 from .augment import AugmentConfig, augment
-from .errors import UserError
+from .errors import TrainingStopped, UserError
 from .evaluate import evaluate_features, extract_features
 from .methods import build_method, method_names
 from .metrics import collapse_metrics, normalised_std
@@ -34,6 +37,8 @@ PREDICTORS = ("mlp", "linear")
 BN_VIEWS = ("joint", "per_view")
 MONITOR_PROBE_IMAGES = 2048
 COLLAPSE_WARNING_RANK = 2.0  # effective rank below this = complete collapse
+CHECKPOINT_EVERY = 500  # steps: a quick-scale run (1000 steps, ~2 min) loses at most a minute; a GPU paper run, minutes
+TIMING_FIELDS = ("train_seconds", "pairs_per_s", "monitor_seconds", "eval_seconds")  # the summary fields a re-run may change
 
 
 def field_choices() -> dict[str, list[str]]:
@@ -274,10 +279,57 @@ class CollapseMonitor:
 # ----------------------------------------------------------------------------- the loop
 
 
+class StopRequests:
+    """SIGINT/SIGTERM while training ask the loop to finish its step, write a checkpoint and stop;
+    a second signal stops at once."""
+
+    def __init__(self):
+        self.signal = 0
+        self.previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # Python delivers signals there only
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._request)
+        return self
+
+    def _request(self, signum, frame):
+        if self.signal:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _agree(flags: list[float], world: int, device) -> list[float]:
+    """Stop requests and non-finite losses, maxed over data-parallel ranks so every rank stops at the same step."""
+    if world == 1:
+        return flags
+    t = torch.tensor(flags, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.tolist()
+
+
+def _gather_states(state: torch.Tensor, world: int) -> list[torch.Tensor]:
+    """Every rank's augmentation-generator state (rank 0 writes them all into the checkpoint)."""
+    if world == 1:
+        return [state]
+    states = [None] * world
+    dist.all_gather_object(states, state)
+    return states
+
+
 def train(cfg: TrainConfig, *, evaluate: bool = True, force: bool = False, progress: bool = True,
-          log_every: int = 20) -> dict | None:
-    """Train (or re-use) the run `cfg` names and return its summary (None on data-parallel ranks > 0)."""
+          log_every: int = 20, checkpoint_every: int = CHECKPOINT_EVERY) -> dict | None:
+    """Train (or re-use, or resume) the run `cfg` names and return its summary (None on data-parallel ranks > 0).
+
+    Every `checkpoint_every` steps the whole training state is written; calling again with the same config
+    resumes from it and ends exactly where an uninterrupted run ends (bitwise, on the CPU)."""
     cfg.validate()
+    if checkpoint_every < 0:
+        raise UserError(f"checkpoint_every must be >= 0 (0 = never), got {checkpoint_every}")
     data = datasets.load(cfg.dataset, cfg.image_size if cfg.stem == "imagenet" else None)
     cfg = resolved(cfg, len(data.train_images))
     pool = datasets.subset_indices(len(data.train_images), cfg.subset, cfg.data_seed)
@@ -291,70 +343,120 @@ def train(cfg: TrainConfig, *, evaluate: bool = True, force: bool = False, progr
         raise UserError(f"batch size {cfg.batch_size} is not divisible by the {world} data-parallel processes")
     # Results depend on how the batch is split over processes (BN statistics, augmentation streams).
     run = Run(cfg.to_dict() if world == 1 else dict(cfg.to_dict(), data_parallel_processes=world))
-    dtype = autocast_dtype(cfg.precision, device)
+    with run.lock(log=_log) if rank == 0 else contextlib.nullcontext():
+        if run.finished() and not force:
+            return _reuse(run, cfg, data, device, evaluate) if rank == 0 else None
+        model = to_device_layout(build_model(cfg, data.channels), device)  # may refuse the config: before any write
+        return _train_steps(cfg, run, model, data, schedule, device, rank, world,
+                            evaluate=evaluate, force=force, progress=progress, log_every=log_every,
+                            checkpoint_every=checkpoint_every)
 
-    if run.finished() and not force:
-        summary = run.summary()
-        if evaluate and "knn_acc" not in summary and rank == 0:
-            _log(f"run {run.id}: trained earlier without evaluation; evaluating its checkpoint")
-            model = build_model(cfg, data.channels)
-            model.load_state_dict(torch.load(run.checkpoint_path, map_location="cpu", weights_only=True))
-            summary.update(evaluate_backbone(to_device_layout(model, device), cfg, data, device))
-            run.write_summary(summary)  # the training provenance stays as it was
-        elif rank == 0:
-            _log(f"run {run.id}: re-using the stored result (pass --force to train again)")
-        return summary if rank == 0 else None
 
+def _reuse(run: Run, cfg: TrainConfig, data, device, evaluate: bool) -> dict:
+    summary = run.summary()
+    if evaluate and "knn_acc" not in summary:
+        _log(f"run {run.id}: trained earlier without evaluation; evaluating its checkpoint")
+        model = build_model(cfg, data.channels)
+        model.load_state_dict(torch.load(run.checkpoint_path, map_location="cpu", weights_only=True))
+        summary.update(evaluate_backbone(to_device_layout(model, device), cfg, data, device))
+        run.write_summary(summary)  # the training provenance stays as it was
+    else:
+        _log(f"run {run.id}: re-using the stored result (pass --force to train again)")
+    return summary
+
+
+def _train_steps(cfg, run, method, data, schedule, device, rank, world, *, evaluate, force, progress, log_every,
+                 checkpoint_every) -> dict | None:
     started = time.perf_counter()
-    model = to_device_layout(build_model(cfg, data.channels), device)  # may refuse the config: before any write
-    optimizer = build_optimizer(model, cfg)
-    if rank == 0:
-        run.start()
+    optimizer = build_optimizer(method, cfg)
+    dtype = autocast_dtype(cfg.precision, device)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed + 1 + 1000 * rank)
+    epoch_losses = collections.deque(maxlen=schedule.steps_per_epoch)  # the summary's loss: last-epoch average
+    window, start_step, seconds_before, monitor_seconds, warned = [], 0, 0.0, 0.0, False
+    state = None if force else run.load_checkpoint(log=_log)
+    if state is None:
+        if rank == 0:
+            run.start()
+    else:
+        start_step = state["step"]
+        _log(f"run {run.id}: resuming from step {start_step} of {cfg.steps} ({state['path']})")
+        method.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generators"][rank])
+        torch.set_rng_state(state["torch_rng"])
+        epoch_losses.extend(state["epoch_losses"].to(device).unbind())
+        window = list(state["window"].to(device).unbind())
+        seconds_before, monitor_seconds, warned = state["train_seconds"], state["monitor_seconds"], state["warned"]
+        if rank == 0:
+            run.resume_logs(start_step)
     warmup = cfg.warmup_steps + round(cfg.warmup_epochs * schedule.steps_per_epoch)
-    method = model
+    model = method
     if world > 1:
         if cfg.sync_bn:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # converts in place: `method` is model
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    generator = torch.Generator(device=device).manual_seed(cfg.seed + 1 + 1000 * rank)
     monitor = CollapseMonitor(run, data, cfg, device, dtype) if cfg.monitor_every and rank == 0 else None
+    if monitor:
+        monitor.seconds, monitor.warned = monitor_seconds, warned
     local = slice(rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world)
     model.train()
 
-    loss_value, window = float("nan"), []
-    epoch_losses = collections.deque(maxlen=schedule.steps_per_epoch)  # the summary's loss: last-epoch average
-    bar = tqdm(total=cfg.steps, desc=f"{cfg.method} {cfg.arch}-w{cfg.width} {run.id}", disable=not progress or rank > 0,
-               file=sys.stderr, mininterval=2.0, ncols=100)
+    def checkpoint(step: int) -> None:
+        generators = _gather_states(generator.get_state(), world)
+        if rank == 0:
+            run.save_checkpoint({
+                "step": step, "model": method.state_dict(), "optimizer": optimizer.state_dict(),
+                "generators": generators, "torch_rng": torch.get_rng_state(),
+                "epoch_losses": torch.stack(list(epoch_losses)).cpu() if epoch_losses else torch.empty(0),
+                "window": torch.stack(window).cpu() if window else torch.empty(0),
+                "train_seconds": seconds_before + time.perf_counter() - train_started,
+                "monitor_seconds": monitor.seconds if monitor else 0.0, "warned": bool(monitor and monitor.warned)})
+
+    last_finite = float("nan")
+    bar = tqdm(total=cfg.steps, initial=start_step, desc=f"{cfg.method} {cfg.arch}-w{cfg.width} {run.id}",
+               disable=not progress or rank > 0, file=sys.stderr, mininterval=2.0, ncols=100)
     train_started = time.perf_counter()
-    for step, batch_idx in enumerate(schedule.batches(cfg.seed)):
-        set_learning_rates(optimizer, lr_factor(step, cfg.steps, warmup))
-        images = data.train_images[torch.from_numpy(batch_idx[local])].to(device, non_blocking=True)
-        x1 = augment(images, cfg.augment, cfg.image_size, data.mean, data.std, generator)
-        x2 = augment(images, cfg.augment, cfg.image_size, data.mean, data.std, generator)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            out = model(x1, x2)
-        optimizer.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        optimizer.step()
-        method.after_optimizer_step((step + 1) / cfg.steps)
-        window.append(out["loss"].detach())
-        epoch_losses.append(window[-1])
-        if (step + 1) % log_every == 0 or step + 1 == cfg.steps:
-            mean_loss = torch.stack(window).float().mean()
-            if world > 1:
-                dist.all_reduce(mean_loss)
-                mean_loss /= world
-            loss_value, window = float(mean_loss), []
-            pairs_per_s = (step + 1) * cfg.batch_size / (time.perf_counter() - train_started)
-            if rank == 0:
-                run.log_metrics({"step": step + 1, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"],
-                                 "pairs_per_s": pairs_per_s})
-            bar.set_postfix(loss=f"{loss_value:.4f}", pairs_s=f"{pairs_per_s:.0f}", refresh=False)
-        if monitor and ((step + 1) % cfg.monitor_every == 0 or step + 1 == cfg.steps):
-            monitor(method.backbone, step + 1)
-        bar.update(1)
-    bar.close()
-    train_seconds = time.perf_counter() - train_started
+    with StopRequests() as stop, bar:
+        for step, batch_idx in enumerate(schedule.batches(cfg.seed, start_step), start=start_step):
+            set_learning_rates(optimizer, lr_factor(step, cfg.steps, warmup))
+            images = data.train_images[torch.from_numpy(batch_idx[local])].to(device, non_blocking=True)
+            x1 = augment(images, cfg.augment, cfg.image_size, data.mean, data.std, generator)
+            x2 = augment(images, cfg.augment, cfg.image_size, data.mean, data.std, generator)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                out = model(x1, x2)
+            loss = out["loss"].detach()
+            stop_signal, nonfinite = _agree([stop.signal, float(not torch.isfinite(loss))], world, device)
+            if nonfinite:
+                _diverged(run, cfg, step, optimizer, last_finite, rank)
+            optimizer.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            optimizer.step()
+            method.after_optimizer_step((step + 1) / cfg.steps)
+            last_finite = float(loss)
+            window.append(loss)
+            epoch_losses.append(loss)
+            if (step + 1) % log_every == 0 or step + 1 == cfg.steps:
+                mean_loss = torch.stack(window).float().mean()
+                if world > 1:
+                    dist.all_reduce(mean_loss)
+                    mean_loss /= world
+                loss_value, window = float(mean_loss), []
+                pairs_per_s = (step + 1 - start_step) * cfg.batch_size / (time.perf_counter() - train_started)
+                if rank == 0:
+                    run.log_metrics({"step": step + 1, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"],
+                                     "pairs_per_s": pairs_per_s})
+                bar.set_postfix(loss=f"{loss_value:.4f}", pairs_s=f"{pairs_per_s:.0f}", refresh=False)
+            if monitor and ((step + 1) % cfg.monitor_every == 0 or step + 1 == cfg.steps):
+                monitor(method.backbone, step + 1)
+            bar.update(1)
+            if stop_signal and step + 1 < cfg.steps:
+                checkpoint(step + 1)
+                name = signal.Signals(int(stop_signal)).name
+                raise TrainingStopped(f"run {run.id} stopped by {name} after step {step + 1} of {cfg.steps}; "
+                                      f"checkpoint written: run the same command again to resume", 128 + int(stop_signal))
+            if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < cfg.steps:
+                checkpoint(step + 1)
+    train_seconds = seconds_before + time.perf_counter() - train_started
     final_loss = torch.stack(list(epoch_losses)).float().mean() if epoch_losses else torch.tensor(math.nan, device=device)
     if world > 1:  # every rank has finished training; only rank 0 saves and evaluates
         dist.all_reduce(final_loss)
@@ -375,3 +477,17 @@ def train(cfg: TrainConfig, *, evaluate: bool = True, force: bool = False, progr
         summary.update(evaluate_backbone(method, cfg, data, device))
     run.finish(summary, provenance(cfg.seed, device, time.perf_counter() - started, str(dtype or torch.float32), world))
     return summary
+
+
+def _diverged(run: Run, cfg: TrainConfig, step: int, optimizer, last_finite: float, rank: int) -> None:
+    """Stop at the first non-finite loss: the run is marked failed (never re-used as a result) and keeps
+    its last good checkpoint."""
+    lr = optimizer.param_groups[0]["lr"]
+    kept = run.load_checkpoint(log=lambda msg: None)
+    resume = f"its last good checkpoint (step {kept['step']}) is kept" if kept else "no checkpoint was written before it"
+    message = (f"run {run.id} diverged at step {step + 1}: the loss is not finite (lr {lr:.4g}, last finite loss "
+               f"{last_finite:.4g}); {resume}. Marked failed: change the configuration (e.g. a lower --lr)")
+    if rank == 0:
+        run.mark_failed({"run_id": run.id, "step": step + 1, "lr": lr, "last_finite_loss": last_finite,
+                         "checkpoint_step": kept["step"] if kept else None, "message": message})
+    raise TrainingStopped(message, 1)

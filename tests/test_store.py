@@ -23,5 +23,7 @@ def test_a_truncated_summary_does_not_count_as_finished(tmp_path):
     assert not run.finished()
     run.summary_path.write_text('{"loss": 0.1')  # as a crash mid-write would leave it without rename
     assert not run.finished()
-    run.finish({"loss": 0.1}, {"seed": 0})
-    assert run.finished() and run.summary() == {"loss": 0.1}
+    run.write_summary({"loss": 0.1})  # valid JSON, but not a summary of this run
+    assert not run.finished()
+    run.finish({"run_id": run.id, "loss": 0.1}, {"seed": 0})
+    assert run.finished() and run.summary() == {"run_id": run.id, "loss": 0.1}

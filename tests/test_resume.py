@@ -1,0 +1,204 @@
+"""Reliability: killed, interrupted and corrupted runs resume to the uninterrupted result; divergence stops
+cleanly; two processes on one run store take turns."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+import torch
+
+from conftest import REPO
+from ssl_src import train as training
+from ssl_src.cli import main
+from ssl_src.errors import TrainingStopped
+from ssl_src.store import exclusive
+from ssl_src.train import TIMING_FIELDS, TrainConfig, train
+
+CLI_RUN = ["--width", "4", "--batch-size", "32", "--image-size", "16", "--steps", "120", "--monitor-every", "20",
+           "--checkpoint-every", "20", "--eval-train-images", "1000", "--eval-test-images", "200", "--no-progress"]
+SMALL = TrainConfig(width=4, batch_size=32, image_size=16, steps=30, monitor_every=10, proj_layers=2,
+                    eval_train_images=500, eval_test_images=100)
+
+
+def start_cli(results, *extra):
+    return subprocess.Popen([sys.executable, "-m", "ssl_src", "train", *CLI_RUN, *extra], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, SSL_RESULTS=str(results)))
+
+
+def finish_cli(results, *extra):
+    proc = start_cli(results, *extra)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    return json.loads(out.strip().splitlines()[-1]), err
+
+
+def run_dir(results):
+    (path,) = [p for p in results.iterdir() if p.is_dir()]
+    return path
+
+
+def wait_for(path, proc, timeout=120):
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, "the run ended before the moment to interrupt it"
+        assert time.time() < deadline
+        time.sleep(0.02)
+
+
+def stored(results):
+    """Summary without its timings, and the loss / monitor logs, of the only run in `results`."""
+    d = run_dir(results)
+    summary = {k: v for k, v in json.loads((d / "summary.json").read_text()).items() if k not in TIMING_FIELDS}
+    metrics = [(r["step"], r["loss"], r["lr"]) for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())]
+    monitor = (d / "monitor.jsonl").read_text()
+    return summary, metrics, monitor
+
+
+def without_timings(summary):
+    return {k: v for k, v in summary.items() if k not in TIMING_FIELDS}
+
+
+def test_sigkill_and_sigint_resume_to_the_uninterrupted_result_bitwise(tmp_path):
+    reference, _ = finish_cli(tmp_path / "a")
+    second, _ = finish_cli(tmp_path / "b")
+    assert without_timings(reference) == without_timings(second)  # determinism without interruption
+    assert stored(tmp_path / "a") == stored(tmp_path / "b")
+
+    killed = tmp_path / "killed"
+    proc = start_cli(killed)
+    wait_for(killed / reference["run_id"] / "checkpoint.pt", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / reference["run_id"] / "summary.json").exists()
+    resumed, err = finish_cli(killed)
+    assert "resuming from step" in err.splitlines()[0], err
+    assert without_timings(resumed) == without_timings(reference)
+    assert stored(killed) == stored(tmp_path / "a")  # logs continue the checkpoint: no repeated or lost steps
+
+    stopped = tmp_path / "sigint"
+    proc = start_cli(stopped)
+    wait_for(stopped / reference["run_id"] / "metrics.jsonl", proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and out == ""
+    assert "stopped by SIGINT" in err and "run the same command again to resume" in err
+    resumed, err = finish_cli(stopped)
+    assert "resuming from step" in err.splitlines()[0]
+    assert without_timings(resumed) == without_timings(reference)
+    assert stored(stopped) == stored(tmp_path / "a")
+
+
+def interrupt_after(monkeypatch, steps):
+    """Make the training loop die (as a kill would) in the step after `steps` steps."""
+    calls = {"n": 0}
+    real = training.augment
+
+    def augment(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 2 * steps:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "augment", augment)
+    return lambda: monkeypatch.setattr(training, "augment", real)
+
+
+@pytest.mark.parametrize("method", ["byol", "nnsiam", "directpred"])
+def test_every_training_state_survives_a_resume(method, results_dir, monkeypatch):
+    """Target nets, queue, correlation, optimizer, RNG and sampler come back: same result as uninterrupted."""
+    cfg = replace(SMALL, method=method, queue_size=64 if method == "nnsiam" else 0)
+    reference = train(cfg, progress=False, checkpoint_every=0)
+    restore = interrupt_after(monkeypatch, 17)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False, force=True, checkpoint_every=5)
+    restore()
+    run_path = results_dir / reference["run_id"]
+    assert torch.load(run_path / "checkpoint.pt", weights_only=True)["step"] == 15
+    resumed = train(cfg, progress=False, checkpoint_every=5)
+    assert without_timings(resumed) == without_timings(reference)
+    assert not (run_path / "checkpoint.pt").exists()  # a finished run keeps model.pt only
+
+
+def test_a_corrupt_checkpoint_falls_back_to_the_previous_one_then_to_scratch(results_dir, monkeypatch, capsys):
+    reference = train(SMALL, progress=False, checkpoint_every=0)
+    newest = results_dir / reference["run_id"] / "checkpoint.pt"
+    for corrupt_both, resumed_from in ((False, 10), (True, None)):
+        restore = interrupt_after(monkeypatch, 22)
+        with pytest.raises(KeyboardInterrupt):
+            train(SMALL, progress=False, force=True, checkpoint_every=10)
+        restore()
+        newest.write_bytes(newest.read_bytes()[:1000])  # truncated, as a full disk would leave it
+        if corrupt_both:
+            newest.with_name("checkpoint.prev.pt").write_bytes(b"not a checkpoint")
+        capsys.readouterr()
+        resumed = train(SMALL, progress=False, checkpoint_every=10)
+        err = capsys.readouterr().err
+        assert "checkpoint.pt is unreadable" in err
+        assert (f"resuming from step {resumed_from}" in err) if resumed_from else ("resuming" not in err)
+        assert without_timings(resumed) == without_timings(reference)
+
+
+def test_a_non_finite_loss_stops_the_run_marks_it_failed_and_keeps_the_last_checkpoint(results_dir, monkeypatch, capsys):
+    calls = {"n": 0}
+    real = training.augment
+
+    def augment(*args, **kwargs):
+        calls["n"] += 1
+        x = real(*args, **kwargs)
+        return x * math.nan if calls["n"] > 2 * 12 else x
+
+    monkeypatch.setattr(training, "augment", augment)
+    with pytest.raises(TrainingStopped) as stop:
+        train(SMALL, progress=False, checkpoint_every=5)
+    message = str(stop.value)
+    assert stop.value.exit_code == 1
+    run_id = message.split()[1]
+    run = results_dir / run_id
+    failed = json.loads((run / "failed.json").read_text())
+    assert failed["step"] == 13 and failed["checkpoint_step"] == 10 and math.isfinite(failed["last_finite_loss"])
+    assert "diverged at step 13" in message and "lr " in message and "last finite loss" in message
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 10
+    assert not (run / "summary.json").exists()
+    # The command line says it in one line with exit code 1, and the failed run is not re-used as a result.
+    calls["n"] = 0
+    args = ["train", "--width", "4", "--batch-size", "32", "--image-size", "16", "--steps", "30", "--monitor-every", "10",
+            "--proj-layers", "2", "--eval-train-images", "500", "--eval-test-images", "100", "--no-progress",
+            "--checkpoint-every", "5", "--force"]
+    capsys.readouterr()
+    assert main(args) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("stopped: run") and "diverged at step 13" in err
+
+
+def test_two_processes_training_the_same_run_take_turns(tmp_path):
+    first, second = start_cli(tmp_path), start_cli(tmp_path)
+    outputs = [p.communicate(timeout=300) for p in (first, second)]
+    assert first.returncode == second.returncode == 0, outputs
+    summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert without_timings(summaries[0]) == without_timings(summaries[1])
+    errs = "".join(err for _, err in outputs)
+    assert "re-using the stored result" in errs
+    steps = [json.loads(line)["step"] for line in (run_dir(tmp_path) / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 120
+
+
+def test_the_lock_makes_a_second_holder_wait(tmp_path):
+    lock, events = tmp_path / "x.lock", []
+
+    def second():
+        with exclusive(lock, "busy", log=events.append):
+            events.append("second holds it")
+
+    with exclusive(lock, "busy", log=events.append):
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.3)
+        events.append("first releases")
+    thread.join(5)
+    assert events == ["busy", "first releases", "second holds it"]
