@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from .chapters import SCALES
+from .chapters import SCALES, check_parameters
 from .errors import UserError
 from .store import REPO_ROOT, exclusive, results_root, write_json_atomic
 
@@ -62,6 +62,7 @@ def _check_chapter(name: str, scale: str, params: dict) -> None:
         raise UserError(f"chapter {name}: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
     if "scale" in params:
         raise UserError("pass the scale with --scale, not -p scale")
+    check_parameters(name, scale, params)
 
 
 def stage_dir(scale: str) -> Path:

@@ -12,3 +12,13 @@ class TrainingStopped(Exception):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def matches_type(value, kind: type) -> bool:
+    """isinstance for checking user input, except that a bool is no int and an int is a float (YAML and
+    JSON write 1 for 1.0)."""
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 import torch.distributed as dist
@@ -23,7 +23,7 @@ from tqdm.std import tqdm
 
 from . import data as datasets
 from .augment import AugmentConfig, augment
-from .errors import TrainingStopped, UserError
+from .errors import TrainingStopped, UserError, matches_type
 from .evaluate import evaluate_features, extract_features
 from .methods import build_method, method_names
 from .metrics import collapse_metrics, normalised_std
@@ -105,6 +105,10 @@ class TrainConfig:
         return self.base_lr * self.batch_size / 256
 
     def validate(self) -> None:
+        for f in fields(self):
+            value, default = getattr(self, f.name), getattr(TrainConfig, f.name, None)
+            if isinstance(default, (bool, int, float, str)) and not matches_type(value, type(default)):
+                raise UserError(f"{f.name} must be {type(default).__name__}, got {value!r}")
         for name, valid in field_choices().items():
             if getattr(self, name) not in valid:
                 raise UserError(f"unknown {name} {getattr(self, name)!r}; valid: {', '.join(valid)}")
@@ -321,20 +325,27 @@ def _gather_states(state: torch.Tensor, world: int) -> list[torch.Tensor]:
     return states
 
 
+def prepare(cfg: TrainConfig) -> tuple[TrainConfig, datasets.ImageData, Schedule]:
+    """Every check that needs no training: the config, the data (present, checksums), the batch schedule.
+    Chapters call it for all their runs before any of them starts."""
+    cfg.validate()
+    data = datasets.load(cfg.dataset, cfg.image_size if cfg.stem == "imagenet" else None)
+    cfg = resolved(cfg, len(data.train_images))
+    pool = datasets.subset_indices(len(data.train_images), cfg.subset, cfg.data_seed)
+    schedule = Schedule(pool, len(data.train_images), cfg.batch_size, cfg.steps, cfg.ordering, cfg.chunks, cfg.switch)
+    schedule.validate()
+    return cfg, data, schedule
+
+
 def train(cfg: TrainConfig, *, evaluate: bool = True, force: bool = False, progress: bool = True,
           log_every: int = 20, checkpoint_every: int = CHECKPOINT_EVERY) -> dict | None:
     """Train (or re-use, or resume) the run `cfg` names and return its summary (None on data-parallel ranks > 0).
 
     Every `checkpoint_every` steps the whole training state is written; calling again with the same config
     resumes from it and ends exactly where an uninterrupted run ends (bitwise, on the CPU)."""
-    cfg.validate()
     if checkpoint_every < 0:
         raise UserError(f"checkpoint_every must be >= 0 (0 = never), got {checkpoint_every}")
-    data = datasets.load(cfg.dataset, cfg.image_size if cfg.stem == "imagenet" else None)
-    cfg = resolved(cfg, len(data.train_images))
-    pool = datasets.subset_indices(len(data.train_images), cfg.subset, cfg.data_seed)
-    schedule = Schedule(pool, len(data.train_images), cfg.batch_size, cfg.steps, cfg.ordering, cfg.chunks, cfg.switch)
-    schedule.validate()
+    cfg, data, schedule = prepare(cfg)
     device = pick_device()
     rank, world = init_distributed(device)
     if cfg.sync_bn and world > 1 and device.type != "cuda":
@@ -343,10 +354,10 @@ def train(cfg: TrainConfig, *, evaluate: bool = True, force: bool = False, progr
         raise UserError(f"batch size {cfg.batch_size} is not divisible by the {world} data-parallel processes")
     # Results depend on how the batch is split over processes (BN statistics, augmentation streams).
     run = Run(cfg.to_dict() if world == 1 else dict(cfg.to_dict(), data_parallel_processes=world))
+    model = to_device_layout(build_model(cfg, data.channels), device)  # may refuse the config: before any write
     with run.lock(log=_log) if rank == 0 else contextlib.nullcontext():
         if run.finished() and not force:
             return _reuse(run, cfg, data, device, evaluate) if rank == 0 else None
-        model = to_device_layout(build_model(cfg, data.channels), device)  # may refuse the config: before any write
         return _train_steps(cfg, run, model, data, schedule, device, rank, world,
                             evaluate=evaluate, force=force, progress=progress, log_every=log_every,
                             checkpoint_every=checkpoint_every)

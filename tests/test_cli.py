@@ -9,6 +9,7 @@ from ssl_src.cli import main
 TINY = ["--width", "4", "--steps", "2", "--batch-size", "32", "--subset", "0.01", "--image-size", "16",
         "--proj-layers", "2", "--no-progress"]
 
+CHAPTER = ["chapter", "capacity_vs_data", "--scale", "smoke", "-p"]
 ERROR_CASES = [
     (["train", "--method", "simclr"], "unknown method 'simclr'; valid: byol, directcopy, directpred, distill, mocov3"),
     (["train", "--arch", "resnet19"], "unknown arch 'resnet19'; valid: resnet18"),
@@ -36,6 +37,25 @@ ERROR_CASES = [
     (["chapter", "capacity_vs_data", "--scale", "huge"], "unknown scale 'huge'; valid: smoke, quick, paper"),
     (["chapter", "capacity_vs_data", "--scale", "smoke", "-p", "stepz", "3"], "unknown parameter(s) stepz; valid:"),
     (["chapter", "capacity_vs_data", "--scale", "smoke", "-p", "scale", "quick"], "pass the scale with --scale"),
+    (["train", "--bn-views", "both"], "unknown bn_views 'both'; valid: joint, per_view"),
+    (["train", "--checkpoint-every", "-5"], "checkpoint_every must be >= 0 (0 = never), got -5"),
+    (CHAPTER + ["subsets", "[0]"], "subset must be in (0, 1], got 0"),
+    (CHAPTER + ["subsets", "[0.5, 1.5]"], "subset must be in (0, 1], got 1.5"),
+    (CHAPTER + ["subsets", "0.5"], "parameter subsets must be a non-empty list like [0.01, 1.0], got 0.5"),
+    (CHAPTER + ["seeds", "[]"], "parameter seeds must be a non-empty list"),
+    (CHAPTER + ["seeds", "[0.5]"], "parameter seeds: every item must be int, got [0.5]"),
+    (CHAPTER + ["steps", "abc"], "parameter steps must be int like 4, got 'abc'"),
+    (CHAPTER + ["steps", "-3"], "steps must be >= 0, got -3"),
+    (CHAPTER + ["widths", "[0]"], "width must be a positive integer, got 0"),
+    (CHAPTER + ["batch_size", "4096"], "batch size 4096 is larger than the subset (600 images)"),
+    (CHAPTER + ["archs", "[resnet9]"], "unknown arch 'resnet9'; valid: resnet18"),
+    (CHAPTER + ["dataset", "mnist"], "unknown dataset 'mnist'; valid: cifar10"),
+    (CHAPTER + ["dataset", "imagenet"], "dataset 'imagenet' not found under"),
+    (CHAPTER + ["bn_views", "both"], "unknown bn_views 'both'; valid: joint, per_view"),
+    (CHAPTER + ["lr", "fast"], "parameter lr must be float like 0.05, got 'fast'"),
+    (CHAPTER + ["steps", "[1"], "parameter steps: cannot read value '[1'"),
+    (["chapter", "performance", "--scale", "smoke", "-p", "widths", "[0]"], "parameter widths must hold positive integers"),
+    (["chapter", "performance", "--scale", "smoke", "-p", "rounds", "0"], "parameter rounds must be a positive integer"),
     (["book", "--scale", "huge"], "unknown scale 'huge'"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ]
@@ -57,7 +77,7 @@ def assert_one_line_error(code, err, message, results):
     assert len(lines) == 1, err
     assert message in lines[0]
     assert "Traceback" not in err
-    assert not results.exists()  # validated before any work
+    assert not results.exists()  # validated before any work: no run, no chapter results, no notebook executed
 
 
 @pytest.mark.parametrize("args, message", ERROR_CASES, ids=[" ".join(a) for a, _ in ERROR_CASES])
@@ -66,7 +86,7 @@ def test_bad_input_is_one_line_with_exit_2(args, message, results_dir, capsys):
     assert_one_line_error(code, err, message, results_dir)
 
 
-@pytest.mark.parametrize("args, message", [ERROR_CASES[0], ERROR_CASES[11]])
+@pytest.mark.parametrize("args, message", [ERROR_CASES[0], ERROR_CASES[11], (CHAPTER + ["subsets", "[0]"], "subset must be in (0, 1]")])
 def test_a_real_process_prints_one_line_and_exits_2(args, message, tmp_path):
     results = tmp_path / "results"
     code, out, err = run_cli(*args, env={"SSL_RESULTS": str(results)})

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from .. import __version__
-from ..errors import UserError
+from ..errors import UserError, matches_type
 from ..store import git_commit, results_root, write_json_atomic
 
 SCALES = ("smoke", "quick", "paper")
@@ -25,9 +25,37 @@ def resolve_parameters(presets: dict, scale: str, **given) -> dict:
     unknown = sorted(set(given) - set(params))
     if unknown:
         raise UserError(f"unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(params))}")
-    params.update({k: v for k, v in given.items() if v is not None})
+    given = {k: v for k, v in given.items() if v is not None}
+    for name, value in given.items():
+        _check_type(name, value, params[name])
+    params.update(given)
     params["scale"] = scale
     return params
+
+
+def _check_type(name: str, value, preset) -> None:
+    """A parameter has the type of the preset's value (a list: of the type of its items)."""
+    if isinstance(preset, list):
+        if not isinstance(value, list) or not value:
+            raise UserError(f"parameter {name} must be a non-empty list like {preset!r}, got {value!r}")
+        if preset and any(not matches_type(v, type(preset[0])) for v in value):
+            raise UserError(f"parameter {name}: every item must be {type(preset[0]).__name__}, got {value!r}")
+    elif not matches_type(value, type(preset)):
+        raise UserError(f"parameter {name} must be {type(preset).__name__} like {preset!r}, got {value!r}")
+
+
+def check_parameters(chapter: str, scale: str, given: dict) -> None:
+    """Validate a chapter's parameters before any of its work starts: types against the preset, then
+    the chapter's own `check` (every run's config, its data and batch schedule)."""
+    import importlib
+
+    try:
+        module = importlib.import_module(f"{__name__}.{chapter}")
+    except ModuleNotFoundError:
+        return  # a chapter of prose only
+    params = resolve_parameters(module.PRESETS, scale, **given)
+    if hasattr(module, "check"):
+        module.check(params)
 
 
 def cached_json(path: Path, compute):

@@ -9,7 +9,7 @@ from ..augment import IMAGENET, GREY_SMALL
 from ..claims import claim
 from ..evaluate import raw_pixel_baseline
 from ..store import results_root
-from ..train import TrainConfig, train
+from ..train import TrainConfig, prepare, train
 from . import cached_json
 
 IMAGENET_STEPS_100_EPOCHS = 100 * (1_281_167 // 256)
@@ -45,6 +45,15 @@ def _config(p: dict, arch: str, width: int, subset: float, seed: int, steps: int
         proj_layers=p["proj_layers"], bn_views=p["bn_views"], augment=IMAGENET if p["dataset"] == "imagenet" else GREY_SMALL,
         eval_train_images=p["eval_train_images"], eval_test_images=p["eval_test_images"],
     )
+
+
+def check(p: dict) -> None:
+    """Every run's config, data and batch schedule, before the first run starts."""
+    for arch in p["archs"]:
+        for width in p["widths"]:
+            for subset in p["subsets"]:
+                for seed in p["seeds"]:
+                    prepare(_config(p, arch, width, subset, seed, p["steps"]))
 
 
 def run_grid(p: dict, progress: bool = True) -> pd.DataFrame:

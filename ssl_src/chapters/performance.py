@@ -3,11 +3,21 @@ from __future__ import annotations
 
 import math
 
+from ..errors import UserError
+
 PRESETS = {
     "smoke": dict(widths=[4], rounds=1, steps=2),
     "quick": dict(widths=[8, 16], rounds=3, steps=8),
     "paper": dict(widths=[8, 16, 64], rounds=5, steps=10),
 }
+
+
+def check(p: dict) -> None:
+    for name in ("rounds", "steps"):
+        if p[name] < 1:
+            raise UserError(f"parameter {name} must be a positive integer, got {p[name]}")
+    if any(w < 1 for w in p["widths"]):
+        raise UserError(f"parameter widths must hold positive integers, got {p['widths']}")
 
 
 def _target(claim_id: str, statement: str, value: float, target: float, higher_is_better: bool, what: str) -> dict:
