@@ -29,10 +29,14 @@ def test_smoke_chapter_writes_claims_and_hides_injected_parameters(results_dir):
 
 
 def test_failed_chapter_is_reported_with_its_cell_and_never_staged(results_dir):
+    """Valid parameters, but the run store cannot be written (a file where its directory should be):
+    the error surfaces in a cell, inside the kernel."""
+    results_dir.parent.mkdir(parents=True, exist_ok=True)
+    results_dir.write_text("not a directory")
     staged = stage_dir("smoke") / "book" / "capacity_vs_data.ipynb"
-    result = run_chapter("capacity_vs_data", "smoke", {"steps": -1})
+    result = run_chapter("capacity_vs_data", "smoke")
     assert not result.ok
-    assert re.search(r"cell \d+ raised UserError: steps must be >= 0", result.error)
+    assert re.search(r"cell \d+ raised (NotADirectoryError|FileExistsError)", result.error), result.error
     assert not staged.exists() and result.notebook.exists()
 
 
@@ -45,3 +49,22 @@ def test_smoke_book_builds_offline_html(results_dir):
     assert re.search(r'<script[^>]+src="[^"]*_static/mathjax/[^"]*"', page)  # MathJax served locally
     assert "not reproduced" in page or "reproduced" in page or "inconclusive" in page
     assert json.loads((results_dir / "smoke" / "build_times.json").read_text())["chapters"]["capacity_vs_data"] > 0
+
+
+def test_a_second_book_build_of_a_scale_waits_for_the_first(monkeypatch, capsys):
+    import threading
+    import time
+
+    import ssl_src.book as book
+    from ssl_src.store import exclusive
+
+    events = []
+    monkeypatch.setattr(book, "_build_book", lambda scale: events.append(f"build {scale}") or True)
+    with exclusive(REPO_ROOT / "_build" / "smoke.lock", "held", log=events.append):
+        thread = threading.Thread(target=build_book, args=("smoke",))
+        thread.start()
+        time.sleep(0.3)
+        events.append("first build ends")
+    thread.join(5)
+    assert events == ["first build ends", "build smoke"]
+    assert "another book build of the smoke scale is running here; waiting" in capsys.readouterr().err

@@ -128,7 +128,7 @@ def test_torchrun_two_cpu_processes_match_one_process(tmp_path):
     from conftest import REPO
 
     args = ["train", "--method", "byol", "--width", "4", "--steps", "4", "--batch-size", "64", "--subset", "0.05",
-            "--image-size", "16", "--no-progress", "--no-eval", "--monitor-every", "0"]
+            "--image-size", "16", "--no-progress", "--no-eval", "--monitor-every", "0", "--checkpoint-every", "2"]
     env = dict(__import__("os").environ, SSL_RESULTS=str(tmp_path), OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
                            "-m", "ssl_src", *args], cwd=REPO, capture_output=True, text=True, env=env, timeout=300)

@@ -202,3 +202,26 @@ def test_the_lock_makes_a_second_holder_wait(tmp_path):
         events.append("first releases")
     thread.join(5)
     assert events == ["busy", "first releases", "second holds it"]
+
+
+def test_sigterm_writes_a_checkpoint_and_the_rerun_completes_it(results_dir, monkeypatch, capsys):
+    reference = train(SMALL, progress=False, checkpoint_every=0)
+    calls = {"n": 0}
+    real = training.augment
+
+    def augment(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2 * 7 + 1:  # during step 8
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "augment", augment)
+    with pytest.raises(TrainingStopped) as stop:
+        train(SMALL, progress=False, force=True, checkpoint_every=0)
+    assert stop.value.exit_code == 128 + signal.SIGTERM and "stopped by SIGTERM after step 8 of 30" in str(stop.value)
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler is restored
+    monkeypatch.setattr(training, "augment", real)
+    capsys.readouterr()
+    resumed = train(SMALL, progress=False, checkpoint_every=0)
+    assert "resuming from step 8 of 30" in capsys.readouterr().err.splitlines()[0]
+    assert without_timings(resumed) == without_timings(reference)
