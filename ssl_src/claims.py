@@ -7,6 +7,10 @@ Seed-to-seed spread is larger than many effects at CPU scale, so every compariso
 - not reproduced: the mean has the opposite sign by more than 2 SE, or the whole 2-SE interval lies
   below `min_effect` in the paper's direction (the effect, if any, is negligible);
 - inconclusive: anything else, including fewer than two seeds.
+
+A claim that two conditions are *comparable* (direction 0) is judged against a margin instead:
+reproduced when the whole 2-SE interval lies within +-margin, not reproduced when it lies outside.
+A claim checked by one deterministic measurement (a simulation, a benchmark) holds or does not.
 """
 from __future__ import annotations
 
@@ -25,10 +29,14 @@ def paired_verdict(differences: Sequence[float], direction: int, min_effect: flo
     mean = float(d.mean()) if n else math.nan
     se = float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
     statistic = {"mean_difference": mean, "standard_error": se, "n_seeds": n, "per_seed": d.tolist()}
-    along = direction * d  # positive = the paper's direction
-    mean_along = direction * mean
     if n < 2:
         return "inconclusive", statistic
+    if direction == 0:  # equivalence within +-min_effect
+        if abs(mean) + 2 * se < min_effect:
+            return "reproduced", statistic
+        return ("not reproduced" if abs(mean) - 2 * se > min_effect else "inconclusive"), statistic
+    along = direction * d  # positive = the paper's direction
+    mean_along = direction * mean
     if np.all(along > 0) and mean_along > 2 * se:
         return "reproduced", statistic
     if mean_along < -2 * se or mean_along + 2 * se < min_effect:
@@ -38,10 +46,20 @@ def paired_verdict(differences: Sequence[float], direction: int, min_effect: flo
 
 def claim(claim_id: str, statement: str, paper: str, differences: Sequence[float], direction: int,
           min_effect: float, what: str) -> dict:
-    """One entry of a chapter's `claims` list."""
+    """One entry of a chapter's `claims` list, from seed-paired differences."""
     verdict, statistic = paired_verdict(differences, direction, min_effect)
     statistic["what"] = what
     statistic["min_effect"] = min_effect
+    return _entry(claim_id, statement, paper, statistic, verdict)
+
+
+def measured_claim(claim_id: str, statement: str, paper: str, value: float, holds: bool | None, what: str) -> dict:
+    """One entry of a chapter's `claims` list, from one deterministic measurement; holds=None = not measured."""
+    verdict = "inconclusive" if holds is None else "reproduced" if holds else "not reproduced"
+    return _entry(claim_id, statement, paper, {"value": value, "what": what}, verdict)
+
+
+def _entry(claim_id: str, statement: str, paper: str, statistic: dict, verdict: str) -> dict:
     return {
         "id": claim_id,
         "statement": statement,

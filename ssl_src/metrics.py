@@ -1,6 +1,7 @@
 """Collapse metrics of a representation matrix (N samples x d dims), as the authors compute them."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -55,3 +56,19 @@ def collapse_metrics(features: torch.Tensor) -> dict:
         "dim": int(features.shape[1]),
         "singular_values": sigma.tolist(),
     }
+
+
+def eigenspace_alignment(F, W_p) -> tuple[np.ndarray, np.ndarray]:
+    """Tian et al.'s alignment of a predictor with the correlation of its input: the eigenvalues s_j of the
+    symmetric F (descending) and, per eigenvector u_j, cos(u_j, W_p u_j) (1 = u_j is an eigenvector of W_p
+    with a positive eigenvalue)."""
+    s, u = np.linalg.eigh(np.asarray(F, dtype=float))
+    s, u = s[::-1], u[:, ::-1]
+    wu = np.asarray(W_p, dtype=float) @ u
+    return s, np.sum(u * wu, axis=0) / np.maximum(np.linalg.norm(wu, axis=0), 1e-300)
+
+
+def asymmetry(W) -> float:
+    """||W - W^T|| / ||W||: 0 for a symmetric matrix."""
+    W = np.asarray(W, dtype=float)
+    return float(np.linalg.norm(W - W.T) / max(np.linalg.norm(W), 1e-300))

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .metrics import eigenspace_alignment
+
 
 def fixed_points(tau: float, sigma2: float, eta: float) -> np.ndarray:
     """Sorted distinct fixed points of p on the parabola s = p^2 / alpha_p: 0 and, where real, the roots of
@@ -86,11 +88,7 @@ class MatrixFlow:
 
     def alignment(self, i: int = -1) -> tuple[np.ndarray, np.ndarray]:
         """Eigenvalues s_j of F (descending) and the cosine between each eigenvector u_j and W_p u_j."""
-        s, u = np.linalg.eigh(self.F(i))
-        s, u = s[::-1], u[:, ::-1]
-        wu = self.W_p[i] @ u
-        cos = np.sum(u * wu, axis=0) / np.maximum(np.linalg.norm(wu, axis=0), 1e-300)
-        return s, cos
+        return eigenspace_alignment(self.F(i), self.W_p[i])
 
     def invariant(self, i: int, alpha_p: float) -> np.ndarray:
         """alpha_p^-1 W_p^T W_p - W W^T, which decays as exp(-2 eta t)."""

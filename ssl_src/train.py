@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm.std import tqdm
@@ -26,7 +27,7 @@ from .augment import AugmentConfig, augment
 from .errors import TrainingStopped, UserError, matches_type
 from .evaluate import evaluate_features, extract_features
 from .methods import build_method, method_names
-from .metrics import collapse_metrics, normalised_std
+from .metrics import asymmetry, collapse_metrics, eigenspace_alignment, normalised_std
 from .models import STEMS, VITS, arch_names, build_backbone, to_device_layout
 from .orderings import ORDERINGS, Schedule
 from .store import Run, provenance, results_root, save_torch_atomic
@@ -267,17 +268,34 @@ class CollapseMonitor:
         self.seconds = 0.0
         self.warned = False
 
-    def __call__(self, backbone, step: int) -> None:
+    def __call__(self, method, step: int) -> None:
         started = time.perf_counter()
-        features = extract_features(backbone, self.images, self.data, self.cfg.image_size, self.device,
+        features = extract_features(method.backbone, self.images, self.data, self.cfg.image_size, self.device,
                                     autocast_dtype=self.dtype)
         metrics = collapse_metrics(features)
-        self.run.log_monitor(dict(metrics, step=step))
+        self.run.log_monitor(dict(metrics, step=step, **predictor_spectra(method, features, self.device)))
         if metrics["effective_rank"] < COLLAPSE_WARNING_RANK and not self.warned:
             _log(f"warning: run {self.run.id} step {step}: effective rank {metrics['effective_rank']:.2f} "
                  f"< {COLLAPSE_WARNING_RANK}: the representation has collapsed completely")
             self.warned = True
         self.seconds += time.perf_counter() - started
+
+
+def predictor_spectra(method, features: torch.Tensor, device) -> dict:
+    """For a linear predictor W_p (Tian et al.'s setting): the eigenvalues of F = E[f f^T] over the probe
+    set's projector outputs f (eval mode), the real parts of W_p's eigenvalues, cos(u_j, W_p u_j) per
+    eigenvector of F, and W_p's asymmetry. Empty for other predictors."""
+    predictor = getattr(method, "predictor", None)
+    if not isinstance(predictor, torch.nn.Linear):
+        return {}
+    was_training = method.projector.training
+    with torch.no_grad():
+        f = method.projector.eval()(features.to(device)).double().cpu()
+    method.projector.train(was_training)
+    W_p = predictor.weight.detach().double().cpu().numpy()
+    s, cos = eigenspace_alignment((f.T @ f / len(f)).numpy(), W_p)
+    return {"F_eigenvalues": s.tolist(), "predictor_eigenvalues": sorted(np.linalg.eigvals(W_p).real.tolist(), reverse=True),
+            "alignment": cos.tolist(), "predictor_asymmetry": asymmetry(W_p)}
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -458,7 +476,7 @@ def _train_steps(cfg, run, method, data, schedule, device, rank, world, *, evalu
                                      "pairs_per_s": pairs_per_s})
                 bar.set_postfix(loss=f"{loss_value:.4f}", pairs_s=f"{pairs_per_s:.0f}", refresh=False)
             if monitor and ((step + 1) % cfg.monitor_every == 0 or step + 1 == cfg.steps):
-                monitor(method.backbone, step + 1)
+                monitor(method, step + 1)
             bar.update(1)
             if stop_signal and step + 1 < cfg.steps:
                 checkpoint(step + 1)

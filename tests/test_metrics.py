@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from ssl_src.metrics import (collapse_auc, collapse_metrics, cumulative_spectrum, effective_rank, normalised_std,
+from ssl_src.metrics import (asymmetry, collapse_auc, eigenspace_alignment, collapse_metrics, cumulative_spectrum, effective_rank, normalised_std,
                              singular_values)
 
 
@@ -71,3 +71,16 @@ def test_collapse_metrics_bundle_normalises_rank_by_the_attainable_maximum():
     assert len(m["singular_values"]) == 8 and m["singular_values"][4:] == pytest.approx([0.0] * 4, abs=1e-9)  # d values
     # flat over the 4 nonzero values of 8: C = (1/4, 2/4, 3/4, 1, 1, 1, 1, 1), AUC = 6.5 / 8
     assert m["auc"] == pytest.approx(6.5 / 8)
+
+
+def test_eigenspace_alignment_hand_values():
+    s, cos = eigenspace_alignment([[1.0, 0.0], [0.0, 3.0]], [[-1.0, 0.0], [0.0, 2.0]])
+    assert s.tolist() == [3.0, 1.0]
+    assert cos == pytest.approx([1.0, -1.0])  # shared eigenvectors; W_p's eigenvalue signs
+    _, cos = eigenspace_alignment([[3.0, 0.0], [0.0, 1.0]], [[0.0, -1.0], [1.0, 0.0]])
+    assert cos == pytest.approx([0.0, 0.0])  # a 90-degree rotation turns every eigenvector away
+
+
+def test_asymmetry_hand_values():
+    assert asymmetry([[1.0, 2.0], [2.0, 5.0]]) == 0.0
+    assert asymmetry([[0.0, 1.0], [-1.0, 0.0]]) == pytest.approx(2.0)

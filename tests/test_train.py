@@ -57,16 +57,35 @@ class ConstantBackbone(torch.nn.Module):
         return torch.ones(len(x), 16) + 0 * x.mean()
 
 
+class CollapsedMethod(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = ConstantBackbone()
+
+
 def test_monitor_logs_collapse_and_warns_once(results_dir, capsys):
     run = Run({"x": 1})
     run.start()
     data = datasets.load("fashion_mnist")
     monitor = CollapseMonitor(run, data, TrainConfig(image_size=16), torch.device("cpu"), None)
-    monitor(ConstantBackbone(), 10)
-    monitor(ConstantBackbone(), 20)
+    monitor(CollapsedMethod(), 10)
+    monitor(CollapsedMethod(), 20)
     records = run.monitor()
     assert [r["step"] for r in records] == [10, 20] and records[0]["effective_rank"] < 2
+    assert "alignment" not in records[0]  # no linear predictor, no predictor spectra
     assert capsys.readouterr().err.count("collapsed completely") == 1
+
+
+def test_monitor_tracks_a_linear_predictor_against_its_input_correlation(results_dir):
+    from dataclasses import replace
+
+    summary = train(replace(TINY, method="byol", predictor="linear", steps=4), progress=False, evaluate=False)
+    lines = (results_dir / summary["run_id"] / "monitor.jsonl").read_text().splitlines()
+    first, last = map(json.loads, lines)
+    k = 16  # BYOL's projector output: 4 x width
+    assert len(last["F_eigenvalues"]) == len(last["alignment"]) == len(last["predictor_eigenvalues"]) == k
+    assert last["F_eigenvalues"] == sorted(last["F_eigenvalues"], reverse=True) and last["F_eigenvalues"][-1] >= -1e-9
+    assert all(-1 - 1e-9 <= c <= 1 + 1e-9 for c in last["alignment"]) and last["predictor_asymmetry"] > 0
 
 
 def test_batch_larger_than_the_subset_is_refused(results_dir):

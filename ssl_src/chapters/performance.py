@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+from ..claims import measured_claim
 from ..errors import UserError
 
 PRESETS = {
@@ -22,12 +23,8 @@ def check(p: dict) -> None:
 
 def _target(claim_id: str, statement: str, value: float, target: float, higher_is_better: bool, what: str) -> dict:
     """A measured target is met or not; a missing measurement (NaN) is inconclusive."""
-    if math.isnan(value):
-        verdict = "inconclusive"
-    else:
-        verdict = "reproduced" if (value >= target if higher_is_better else value <= target) else "not reproduced"
-    return {"id": claim_id, "statement": statement, "paper": f"target {target:g}", "reproduced": verdict == "reproduced",
-            "statistic": {"value": value, "target": target, "what": f"{what} = {value:.3g}"}, "verdict": verdict}
+    holds = None if math.isnan(value) else (value >= target if higher_is_better else value <= target)
+    return measured_claim(claim_id, statement, f"target {target:g}", value, holds, f"{what} = {value:.3g}")
 
 
 def claims(results: dict, params: dict) -> list[dict]:
