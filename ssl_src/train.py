@@ -445,6 +445,8 @@ def _train_steps(cfg, run, method, data, schedule, device, rank, world, *, evalu
     bar = tqdm(total=cfg.steps, initial=start_step, desc=f"{cfg.method} {cfg.arch}-w{cfg.width} {run.id}",
                disable=not progress or rank > 0, file=sys.stderr, mininterval=2.0, ncols=100)
     train_started = time.perf_counter()
+    if monitor and start_step == 0:
+        monitor(method, 0)  # the state at initialisation, the reference of every trajectory
     with StopRequests() as stop, bar:
         for step, batch_idx in enumerate(schedule.batches(cfg.seed, start_step), start=start_step):
             set_learning_rates(optimizer, lr_factor(step, cfg.steps, warmup))

@@ -117,7 +117,7 @@ def test_every_method_trains_from_the_cli(method, tmp_path):
     assert code == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["method"] == method and summary["loss"] is not None
-    assert len((tmp_path / summary["run_id"] / "monitor.jsonl").read_text().splitlines()) == 2
+    assert len((tmp_path / summary["run_id"] / "monitor.jsonl").read_text().splitlines()) == 3  # steps 0 (initialisation), 1 and 2
 
 
 def test_torchrun_two_cpu_processes_match_one_process(tmp_path):

@@ -81,7 +81,8 @@ def test_monitor_tracks_a_linear_predictor_against_its_input_correlation(results
 
     summary = train(replace(TINY, method="byol", predictor="linear", steps=4), progress=False, evaluate=False)
     lines = (results_dir / summary["run_id"] / "monitor.jsonl").read_text().splitlines()
-    first, last = map(json.loads, lines)
+    first, *_, last = map(json.loads, lines)
+    assert first["step"] == 0 and len(lines) == 3
     k = 16  # BYOL's projector output: 4 x width
     assert len(last["F_eigenvalues"]) == len(last["alignment"]) == len(last["predictor_eigenvalues"]) == k
     assert last["F_eigenvalues"] == sorted(last["F_eigenvalues"], reverse=True) and last["F_eigenvalues"][-1] >= -1e-9
@@ -102,7 +103,7 @@ def test_tiny_run_is_stored_and_reused(results_dir, capsys):
     assert json.loads((run_dir / "config.json").read_text())["config"]["steps"] == 3
     assert [m["step"] for m in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())][-1] == 3
     assert json.loads((run_dir / "provenance.json").read_text())["seed"] == 0
-    assert [r["step"] for r in map(json.loads, (run_dir / "monitor.jsonl").read_text().splitlines())] == [2, 3]
+    assert [r["step"] for r in map(json.loads, (run_dir / "monitor.jsonl").read_text().splitlines())] == [0, 2, 3]
     capsys.readouterr()
     again = train(TINY, progress=False)
     assert again == first and "re-using" in capsys.readouterr().err
