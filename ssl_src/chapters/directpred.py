@@ -1,0 +1,84 @@
+"""DirectPred (Tian, Chen & Ganguli, 2021): a linear predictor set from the eigen-decomposition of its input's
+correlation, against the predictors trained by SGD (linear, and 2-layer with BN) and DirectCopy."""
+from __future__ import annotations
+
+import pandas as pd
+
+from ..augment import GREY_SMALL
+from ..claims import claim
+from ..errors import UserError
+from ..train import TrainConfig, prepare, train
+
+# Every variant is BYOL with the DirectPred code's projector (8w-8w-2w: 512-512-128 at width 64).
+VARIANTS = {
+    "DirectPred": dict(method="directpred"),
+    "DirectCopy": dict(method="directcopy"),
+    "linear (SGD)": dict(method="byol", predictor="linear"),
+    "2-layer BN (SGD)": dict(method="byol", predictor="mlp"),
+}
+
+PRESETS = {
+    "smoke": dict(dataset="fashion_mnist", width=4, image_size=16, steps=6, batch_size=64, lr=0.03, weight_decay=4e-4,
+                  ema=0.996, seeds=[0, 1], variants=list(VARIANTS), eval_train_images=1000, eval_test_images=300),
+    "quick": dict(dataset="fashion_mnist", width=8, image_size=20, steps=300, batch_size=128, lr=0.03,
+                  weight_decay=4e-4, ema=0.996, seeds=[0, 1, 2], variants=list(VARIANTS), eval_train_images=20000,
+                  eval_test_images=10000),
+    "paper": dict(dataset="stl10", width=64, image_size=96, steps=100 * (105_000 // 128), batch_size=128, lr=0.03,
+                  weight_decay=4e-4, ema=0.996, seeds=[0, 1, 2], variants=list(VARIANTS), eval_train_images=0,
+                  eval_test_images=0),
+}
+
+PAPER = {
+    "comparable": "ImageNet: DirectPred performs comparably with the 2-layer BN predictor (abstract)",
+    "beats_linear": "ImageNet: DirectPred beats the SGD-trained linear predictor by 2.5 points (300 epochs) "
+                    "and 5 points (60 epochs), linear evaluation (abstract)",
+}
+
+
+def config(p: dict, variant: str, seed: int) -> TrainConfig:
+    w = p["width"]
+    return TrainConfig(arch="resnet18", width=w, dataset=p["dataset"], image_size=p["image_size"], steps=p["steps"],
+                       batch_size=p["batch_size"], seed=seed, base_lr=p["lr"], weight_decay=p["weight_decay"],
+                       ema=p["ema"], proj_hidden_dim=8 * w, proj_dim=2 * w, pred_dim=8 * w, proj_layers=2,
+                       augment=GREY_SMALL if p["dataset"] == "fashion_mnist" else TrainConfig().augment,
+                       eval_train_images=p["eval_train_images"], eval_test_images=p["eval_test_images"],
+                       **VARIANTS[variant])
+
+
+def check(p: dict) -> None:
+    unknown = sorted(set(p["variants"]) - set(VARIANTS))
+    if unknown:
+        raise UserError(f"unknown variant(s) {', '.join(unknown)}; valid: {', '.join(VARIANTS)}")
+    for variant in p["variants"]:
+        for seed in p["seeds"]:
+            prepare(config(p, variant, seed))
+
+
+def run_all(p: dict, progress: bool = True) -> pd.DataFrame:
+    rows = []
+    for seed in p["seeds"]:
+        for variant in p["variants"]:
+            rows.append(dict(train(config(p, variant, seed), progress=progress), variant=variant))
+    return pd.DataFrame(rows)
+
+
+def _paired(runs: pd.DataFrame, metric: str, a: str, b: str) -> list[float]:
+    left, right = (runs[runs.variant == v].set_index("seed")[metric] for v in (a, b))
+    common = left.index.intersection(right.index)
+    return (left[common] - right[common]).tolist()
+
+
+def claims(runs: pd.DataFrame, p: dict) -> list[dict]:
+    present = set(p["variants"])
+    out = []
+    if {"DirectPred", "2-layer BN (SGD)"} <= present:
+        out.append(claim("comparable_to_two_layer", "DirectPred is as accurate as the SGD-trained 2-layer BN predictor "
+                         "(linear probe within 1 point).", PAPER["comparable"],
+                         _paired(runs, "linear_acc", "DirectPred", "2-layer BN (SGD)"), direction=0, min_effect=0.01,
+                         what="linear acc(DirectPred) - linear acc(2-layer BN), paired by seed"))
+    if {"DirectPred", "linear (SGD)"} <= present:
+        out.append(claim("beats_linear", "DirectPred is more accurate than the SGD-trained linear predictor.",
+                         PAPER["beats_linear"], _paired(runs, "linear_acc", "DirectPred", "linear (SGD)"),
+                         direction=+1, min_effect=0.005,
+                         what="linear acc(DirectPred) - linear acc(linear), paired by seed"))
+    return out

@@ -1,0 +1,63 @@
+"""The chapters' own computations on hand-made inputs (the smoke book runs them end to end)."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from ssl_src.chapters import check_parameters, directpred, eigenspace_alignment, learning_dynamics
+from ssl_src.errors import UserError
+from ssl_src.theory import fixed_points
+
+
+def test_the_vector_field_vanishes_at_the_fixed_points_on_the_parabola():
+    for eta in (0.0, 0.01, 0.1):
+        points = fixed_points(1.0, 0.5, eta)
+        dp, ds = learning_dynamics.vector_field(points, points**2, eta=eta, sigma2=0.5)
+        np.testing.assert_allclose(dp, 0, atol=1e-12)
+        np.testing.assert_allclose(ds, 0, atol=1e-12)
+
+
+def test_time_to_converge():
+    t = np.arange(5.0)
+    p = np.array([[0.0], [0.5], [0.85], [0.95], [1.0]])
+    assert learning_dynamics.time_to_converge(t, p) == 3.0  # first time 90 % of the way from 0 to 1 is covered
+    assert learning_dynamics.time_to_converge(t, np.zeros((5, 1))) == float("inf")  # a collapsed mode
+
+
+def test_trajectory_summary_of_monitor_records():
+    records = pd.DataFrame([
+        {"step": 0, "F_eigenvalues": [1.0, 0.0, 0.0, 0.0], "alignment": [0.0] * 4, "predictor_asymmetry": 2.0},
+        {"step": 5, "F_eigenvalues": [4.0, 2.0, 1.0, 1.0], "alignment": [0.2, 0.0, 1.0, 1.0], "predictor_asymmetry": 1.0},
+        {"step": 10, "F_eigenvalues": [100.0, 1.0, 1.0, 0.01], "alignment": [1.0, 0.8, 0.0, 0.0], "predictor_asymmetry": 0.2},
+    ])
+    s = eigenspace_alignment.trajectory_summary(records)
+    assert s.alignment_top_half.tolist()[1:] == pytest.approx([0.1, 0.9])  # the leading half: the first two
+    assert s.F_spread.tolist()[1:] == pytest.approx([np.log10(4 / 1.5), 2.0])
+    # Changes run from the first measurement after initialisation (step 5) to the last.
+    claims = {c["id"]: c for c in eigenspace_alignment.claims({0: s, 1: s.assign(alignment_top_half=[0.0, 0.1, 0.95])})}
+    assert claims["alignment_rises"]["statistic"]["per_seed"] == pytest.approx([0.8, 0.85])
+    assert claims["predictor_becomes_symmetric"]["statistic"]["mean_difference"] == pytest.approx(-0.8)
+
+
+def test_directpred_claims_pair_variants_by_seed():
+    rows = []
+    for seed, base in enumerate([0.70, 0.72, 0.71]):
+        rows += [{"variant": "DirectPred", "seed": seed, "linear_acc": base + 0.002},
+                 {"variant": "2-layer BN (SGD)", "seed": seed, "linear_acc": base},
+                 {"variant": "linear (SGD)", "seed": seed, "linear_acc": base - 0.04 - 0.001 * seed}]
+    claims = {c["id"]: c for c in directpred.claims(pd.DataFrame(rows), {"variants": list(directpred.VARIANTS)})}
+    assert claims["comparable_to_two_layer"]["verdict"] == "reproduced"
+    assert claims["beats_linear"]["verdict"] == "reproduced"
+    assert claims["beats_linear"]["statistic"]["per_seed"] == pytest.approx([0.042, 0.043, 0.044])
+    assert directpred.claims(pd.DataFrame(rows), {"variants": ["DirectPred"]}) == []  # nothing to compare with
+
+
+@pytest.mark.parametrize("chapter, params, message", [
+    ("directpred", {"variants": ["MLP"]}, "unknown variant(s) MLP; valid: DirectPred"),
+    ("eigenspace_alignment", {"monitor_every": 0}, "parameter monitor_every must be between 1 and steps / 2"),
+    ("learning_dynamics", {"dt": 0.5}, "must be <= 0.1 for a stable RK4 integration"),
+    ("learning_dynamics", {"portrait_etas": [-1.0]}, "weight decays must be >= 0"),
+    ("learning_dynamics", {"fig5_betas": "fast"}, "parameter fig5_betas must be a non-empty list"),
+])
+def test_chapter_parameters_are_checked_before_any_work(chapter, params, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        check_parameters(chapter, "smoke", params)
