@@ -158,7 +158,8 @@ ABLATIONS = {
 
 def ablation(width: int, data: datasets.ImageData, device, rounds: int, steps: int, log=print) -> dict:
     """Pairs/s of each ablation and of our default step, timed in alternating rounds."""
-    pipelines = {"ours (bf16 autocast, channels_last, joint views)": OurStep(width, data, device)}
+    precision = "bf16 autocast" if autocast_dtype("auto", device) else "fp32: no native bf16 here"
+    pipelines = {f"ours ({precision}, channels_last, joint views)": OurStep(width, data, device)}
     pipelines.update({name: OurStep(width, data, device, **overrides) for name, overrides in ABLATIONS.items()})
     for pipeline in pipelines.values():
         pairs_per_second(pipeline, 2)

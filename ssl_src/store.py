@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import json
 import math
 import os
@@ -139,11 +140,17 @@ class Run:
         write_json_atomic(self.dir / "config.json", {"run_id": self.id, "version": __version__, "config": self.config})
 
     def save_checkpoint(self, state: dict) -> None:
-        """The newest checkpoint; the previous one is kept, in case this one is ever found unreadable."""
+        """The newest checkpoint; the previous one is kept, in case this one is ever found unreadable.
+
+        The state is stored serialised beside its sha256, so a flipped byte is caught, not just a truncation."""
+        buffer = io.BytesIO()
+        torch.save(dict(state, run_id=self.id), buffer)
+        payload = buffer.getvalue()
         newest, previous = self.resume_paths
         if newest.exists():
             os.replace(newest, previous)
-        save_torch_atomic(newest, dict(state, run_id=self.id))
+        save_torch_atomic(newest, {"sha256": hashlib.sha256(payload).hexdigest(),
+                                   "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8)})
 
     def load_checkpoint(self, log=print) -> dict | None:
         """The newest readable checkpoint of this run, or None; an unreadable one is reported in one line."""
@@ -151,11 +158,16 @@ class Run:
             if not path.exists():
                 continue
             try:
-                state = torch.load(path, map_location="cpu", weights_only=True)
+                stored = torch.load(path, map_location="cpu", weights_only=True)
+                payload = stored["payload"].numpy().tobytes()
+                if hashlib.sha256(payload).hexdigest() != stored["sha256"]:
+                    raise ValueError("its sha256 does not match its content")
+                state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
                 if not isinstance(state, dict) or state.get("run_id") != self.id or "step" not in state:
                     raise ValueError("not a checkpoint of this run")
                 return state | {"path": str(path)}
-            except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+            except (OSError, RuntimeError, EOFError, ValueError, KeyError, TypeError, AttributeError, pickle.UnpicklingError,
+                    zipfile.BadZipFile) as exc:
                 log(f"run {self.id}: checkpoint {path.name} is unreadable ({type(exc).__name__}: "
                     f"{str(exc).splitlines()[0] if str(exc) else 'truncated'}); trying an older one")
         return None
@@ -206,7 +218,7 @@ class Run:
     def finish(self, summary: dict, provenance: dict) -> None:
         write_json_atomic(self.dir / "provenance.json", provenance)
         self.write_summary(summary)
-        for path in self.resume_paths:  # the final model.pt is what a finished run keeps
+        for path in (*self.resume_paths, self.failed_path):  # the final model.pt is what a finished run keeps
             path.unlink(missing_ok=True)
 
 

@@ -334,13 +334,22 @@ def _agree(flags: list[float], world: int, device) -> list[float]:
     return t.tolist()
 
 
-def _gather_states(state: torch.Tensor, world: int) -> list[torch.Tensor]:
-    """Every rank's augmentation-generator state (rank 0 writes them all into the checkpoint)."""
+def _gather(obj, world: int) -> list:
+    """Every rank's `obj` (its generator state, its losses), for rank 0 to write into the checkpoint."""
     if world == 1:
-        return [state]
-    states = [None] * world
-    dist.all_gather_object(states, state)
-    return states
+        return [obj]
+    objs = [None] * world
+    dist.all_gather_object(objs, obj)
+    return objs
+
+
+def _from_rank0(value, world: int):
+    """Rank 0's `value` on every rank (rank 0 alone holds the run's lock and decides)."""
+    if world == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def prepare(cfg: TrainConfig) -> tuple[TrainConfig, datasets.ImageData, Schedule]:
@@ -374,7 +383,7 @@ def train(cfg: TrainConfig, *, evaluate: bool = True, force: bool = False, progr
     run = Run(cfg.to_dict() if world == 1 else dict(cfg.to_dict(), data_parallel_processes=world))
     model = to_device_layout(build_model(cfg, data.channels), device)  # may refuse the config: before any write
     with run.lock(log=_log) if rank == 0 else contextlib.nullcontext():
-        if run.finished() and not force:
+        if _from_rank0(run.finished() and not force, world):
             return _reuse(run, cfg, data, device, evaluate) if rank == 0 else None
         return _train_steps(cfg, run, model, data, schedule, device, rank, world,
                             evaluate=evaluate, force=force, progress=progress, log_every=log_every,
@@ -413,8 +422,9 @@ def _train_steps(cfg, run, method, data, schedule, device, rank, world, *, evalu
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generators"][rank])
         torch.set_rng_state(state["torch_rng"])
-        epoch_losses.extend(state["epoch_losses"].to(device).unbind())
-        window = list(state["window"].to(device).unbind())
+        rank_epoch_losses, rank_window = state["losses"][rank]
+        epoch_losses.extend(rank_epoch_losses.to(device).unbind())
+        window = list(rank_window.to(device).unbind())
         seconds_before, monitor_seconds, warned = state["train_seconds"], state["monitor_seconds"], state["warned"]
         if rank == 0:
             run.resume_logs(start_step)
@@ -431,17 +441,22 @@ def _train_steps(cfg, run, method, data, schedule, device, rank, world, *, evalu
     model.train()
 
     def checkpoint(step: int) -> None:
-        generators = _gather_states(generator.get_state(), world)
+        if not torch.stack([torch.isfinite(p).all() for p in method.parameters()]).all():
+            _diverged(run, step - 1, optimizer, epoch_losses, rank, "the weights are not finite")
+        generators = _gather(generator.get_state(), world)
+        stack = lambda losses: torch.stack(list(losses)).cpu() if losses else torch.empty(0)
+        losses = _gather((stack(epoch_losses), stack(window)), world)
         if rank == 0:
             run.save_checkpoint({
                 "step": step, "model": method.state_dict(), "optimizer": optimizer.state_dict(),
-                "generators": generators, "torch_rng": torch.get_rng_state(),
-                "epoch_losses": torch.stack(list(epoch_losses)).cpu() if epoch_losses else torch.empty(0),
-                "window": torch.stack(window).cpu() if window else torch.empty(0),
+                "generators": generators, "torch_rng": torch.get_rng_state(), "losses": losses,
                 "train_seconds": seconds_before + time.perf_counter() - train_started,
                 "monitor_seconds": monitor.seconds if monitor else 0.0, "warned": bool(monitor and monitor.warned)})
 
-    last_finite = float("nan")
+    # On a GPU, checking the loss every step would synchronise every step: there the checks (non-finite
+    # loss, stop request) wait for the next log or checkpoint step, and the first bad step is remembered.
+    check_every_step = device.type == "cpu"
+    first_nonfinite = torch.full((), -1, dtype=torch.long, device=device)
     bar = tqdm(total=cfg.steps, initial=start_step, desc=f"{cfg.method} {cfg.arch}-w{cfg.width} {run.id}",
                disable=not progress or rank > 0, file=sys.stderr, mininterval=2.0, ncols=100)
     train_started = time.perf_counter()
@@ -456,14 +471,18 @@ def _train_steps(cfg, run, method, data, schedule, device, rank, world, *, evalu
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 out = model(x1, x2)
             loss = out["loss"].detach()
-            stop_signal, nonfinite = _agree([stop.signal, float(not torch.isfinite(loss))], world, device)
-            if nonfinite:
-                _diverged(run, cfg, step, optimizer, last_finite, rank)
+            first_nonfinite = torch.where((first_nonfinite < 0) & ~torch.isfinite(loss), step, first_nonfinite)
+            at_boundary = ((step + 1) % log_every == 0 or step + 1 == cfg.steps
+                           or (checkpoint_every and (step + 1) % checkpoint_every == 0))
+            stop_signal = 0
+            if check_every_step or at_boundary:
+                stop_signal, bad_step = _agree([stop.signal, float(first_nonfinite)], world, device)
+                if bad_step >= 0:
+                    _diverged(run, int(bad_step), optimizer, epoch_losses, rank, "the loss is not finite")
             optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
             optimizer.step()
             method.after_optimizer_step((step + 1) / cfg.steps)
-            last_finite = float(loss)
             window.append(loss)
             epoch_losses.append(loss)
             if (step + 1) % log_every == 0 or step + 1 == cfg.steps:
@@ -480,7 +499,7 @@ def _train_steps(cfg, run, method, data, schedule, device, rank, world, *, evalu
             if monitor and ((step + 1) % cfg.monitor_every == 0 or step + 1 == cfg.steps):
                 monitor(method, step + 1)
             bar.update(1)
-            if stop_signal and step + 1 < cfg.steps:
+            if stop_signal:  # at the last step too: evaluation then waits for the re-run
                 checkpoint(step + 1)
                 name = signal.Signals(int(stop_signal)).name
                 raise TrainingStopped(f"run {run.id} stopped by {name} after step {step + 1} of {cfg.steps}; "
@@ -510,14 +529,15 @@ def _train_steps(cfg, run, method, data, schedule, device, rank, world, *, evalu
     return summary
 
 
-def _diverged(run: Run, cfg: TrainConfig, step: int, optimizer, last_finite: float, rank: int) -> None:
-    """Stop at the first non-finite loss: the run is marked failed (never re-used as a result) and keeps
-    its last good checkpoint."""
+def _diverged(run: Run, step: int, optimizer, losses, rank: int, what: str) -> None:
+    """Stop at the first non-finite step: the run is marked failed (never re-used as a result) and keeps its
+    last good checkpoint (checkpoints are only written from finite weights)."""
     lr = optimizer.param_groups[0]["lr"]
+    last_finite = next((float(x) for x in reversed(losses) if torch.isfinite(x)), float("nan"))
     kept = run.load_checkpoint(log=lambda msg: None)
     resume = f"its last good checkpoint (step {kept['step']}) is kept" if kept else "no checkpoint was written before it"
-    message = (f"run {run.id} diverged at step {step + 1}: the loss is not finite (lr {lr:.4g}, last finite loss "
-               f"{last_finite:.4g}); {resume}. Marked failed: change the configuration (e.g. a lower --lr)")
+    message = (f"run {run.id} diverged at step {step + 1}: {what} (lr {lr:.4g}, last finite loss {last_finite:.4g}); "
+               f"{resume}. Marked failed: change the configuration (e.g. a lower --lr)")
     if rank == 0:
         run.mark_failed({"run_id": run.id, "step": step + 1, "lr": lr, "last_finite_loss": last_finite,
                          "checkpoint_step": kept["step"] if kept else None, "message": message})

@@ -71,6 +71,14 @@ def test_per_view_bn_normalises_each_view_with_its_own_statistics(name):
         assert not torch.allclose(joint(x1, x2)["loss"], expected, atol=1e-3)
 
 
+def test_per_view_bn_is_refused_for_the_one_view_distillation():
+    from dataclasses import replace
+
+    with pytest.raises(UserError, match="--bn-views per_view applies to two-view methods"):
+        method("distill", replace(CFG, method="distill", teacher="x", bn_views="per_view"),
+               teacher=build_backbone("resnet18", 4, 1))
+
+
 def test_no_stop_grad_is_refused_where_it_means_nothing():
     with pytest.raises(UserError, match="simsiam only"):
         method("byol", TrainConfig(width=4, stop_grad=False))

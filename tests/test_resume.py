@@ -1,5 +1,6 @@
 """Reliability: killed, interrupted and corrupted runs resume to the uninterrupted result; divergence stops
 cleanly; two processes on one run store take turns."""
+import io
 import json
 import math
 import os
@@ -58,6 +59,22 @@ def stored(results):
     metrics = [(r["step"], r["loss"], r["lr"]) for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())]
     monitor = (d / "monitor.jsonl").read_text()
     return summary, metrics, monitor
+
+
+def checkpoint_step(path):
+    """The step of a checkpoint file (its state is stored serialised beside a sha256)."""
+    stored = torch.load(path, weights_only=True)
+    return torch.load(io.BytesIO(stored["payload"].numpy().tobytes()), weights_only=True)["step"]
+
+
+def flip_a_byte_inside_the_state(path):
+    payload = torch.load(path, weights_only=True)["payload"].numpy().tobytes()
+    data = bytearray(path.read_bytes())
+    at = data.find(payload[2000:2064])
+    assert at > 0  # the state's bytes are stored verbatim
+    at += 32
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
 
 
 def without_timings(summary):
@@ -119,7 +136,7 @@ def test_every_training_state_survives_a_resume(method, results_dir, monkeypatch
         train(cfg, progress=False, force=True, checkpoint_every=5)
     restore()
     run_path = results_dir / reference["run_id"]
-    assert torch.load(run_path / "checkpoint.pt", weights_only=True)["step"] == 15
+    assert checkpoint_step(run_path / "checkpoint.pt") == 15
     resumed = train(cfg, progress=False, checkpoint_every=5)
     assert without_timings(resumed) == without_timings(reference)
     assert not (run_path / "checkpoint.pt").exists()  # a finished run keeps model.pt only
@@ -128,12 +145,14 @@ def test_every_training_state_survives_a_resume(method, results_dir, monkeypatch
 def test_a_corrupt_checkpoint_falls_back_to_the_previous_one_then_to_scratch(results_dir, monkeypatch, capsys):
     reference = train(SMALL, progress=False, checkpoint_every=0)
     newest = results_dir / reference["run_id"] / "checkpoint.pt"
-    for corrupt_both, resumed_from in ((False, 10), (True, None)):
+    truncate = lambda path: path.write_bytes(path.read_bytes()[:1000])  # as a full disk would leave it
+    for corrupt, corrupt_both, resumed_from in ((truncate, False, 10), (flip_a_byte_inside_the_state, False, 10),
+                                                (truncate, True, None)):
         restore = interrupt_after(monkeypatch, 22)
         with pytest.raises(KeyboardInterrupt):
             train(SMALL, progress=False, force=True, checkpoint_every=10)
         restore()
-        newest.write_bytes(newest.read_bytes()[:1000])  # truncated, as a full disk would leave it
+        corrupt(newest)
         if corrupt_both:
             newest.with_name("checkpoint.prev.pt").write_bytes(b"not a checkpoint")
         capsys.readouterr()
@@ -163,7 +182,7 @@ def test_a_non_finite_loss_stops_the_run_marks_it_failed_and_keeps_the_last_chec
     failed = json.loads((run / "failed.json").read_text())
     assert failed["step"] == 13 and failed["checkpoint_step"] == 10 and math.isfinite(failed["last_finite_loss"])
     assert "diverged at step 13" in message and "lr " in message and "last finite loss" in message
-    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 10
+    assert checkpoint_step(run / "checkpoint.pt") == 10
     assert not (run / "summary.json").exists()
     # The command line says it in one line with exit code 1, and the failed run is not re-used as a result.
     calls["n"] = 0
@@ -204,24 +223,26 @@ def test_the_lock_makes_a_second_holder_wait(tmp_path):
     assert events == ["busy", "first releases", "second holds it"]
 
 
-def test_sigterm_writes_a_checkpoint_and_the_rerun_completes_it(results_dir, monkeypatch, capsys):
+@pytest.mark.parametrize("during_step", [8, 30])  # 30: the last step, before evaluation
+def test_sigterm_writes_a_checkpoint_and_the_rerun_completes_it(during_step, results_dir, monkeypatch, capsys):
     reference = train(SMALL, progress=False, checkpoint_every=0)
     calls = {"n": 0}
     real = training.augment
 
     def augment(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 2 * 7 + 1:  # during step 8
+        if calls["n"] == 2 * (during_step - 1) + 1:
             os.kill(os.getpid(), signal.SIGTERM)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(training, "augment", augment)
     with pytest.raises(TrainingStopped) as stop:
         train(SMALL, progress=False, force=True, checkpoint_every=0)
-    assert stop.value.exit_code == 128 + signal.SIGTERM and "stopped by SIGTERM after step 8 of 30" in str(stop.value)
+    assert stop.value.exit_code == 128 + signal.SIGTERM
+    assert f"stopped by SIGTERM after step {during_step} of 30" in str(stop.value)
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler is restored
     monkeypatch.setattr(training, "augment", real)
     capsys.readouterr()
     resumed = train(SMALL, progress=False, checkpoint_every=0)
-    assert "resuming from step 8 of 30" in capsys.readouterr().err.splitlines()[0]
+    assert f"resuming from step {during_step} of 30" in capsys.readouterr().err.splitlines()[0]
     assert without_timings(resumed) == without_timings(reference)

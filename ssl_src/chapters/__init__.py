@@ -51,7 +51,9 @@ def check_parameters(chapter: str, scale: str, given: dict) -> None:
 
     try:
         module = importlib.import_module(f"{__name__}.{chapter}")
-    except ModuleNotFoundError:
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{chapter}":
+            raise
         return  # a chapter of prose only
     params = resolve_parameters(module.PRESETS, scale, **given)
     if hasattr(module, "check"):

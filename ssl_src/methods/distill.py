@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UserError
 from .base import Method, register
 
 
@@ -13,6 +14,8 @@ from .base import Method, register
 class Distill(Method):
     def __init__(self, backbone: nn.Module, cfg, teacher: nn.Module):
         super().__init__(backbone, cfg)
+        if self.per_view_bn:
+            raise UserError("--bn-views per_view applies to two-view methods; distill trains on one view")
         self.teacher = teacher.eval().requires_grad_(False)
         t_dim = teacher.num_features
         self.head = nn.Linear(backbone.num_features, t_dim)
