@@ -18,6 +18,7 @@ from .augment import augment
 from .evaluate import extract_features, knn_accuracy
 from .metrics import collapse_metrics
 from .models import to_device_layout
+from .store import cpu_model
 from .train import TrainConfig, autocast_dtype, build_model, build_optimizer, cpu_has_bf16, pick_device
 
 IMAGE_SIZE = 28
@@ -175,15 +176,9 @@ def ablation(width: int, data: datasets.ImageData, device, rounds: int, steps: i
 def hardware() -> dict:
     """What the numbers were measured on."""
     import os
-    import platform
 
-    model = platform.processor() or platform.machine()
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     device = pick_device()
-    return {"cpu": model, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    return {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "native_bf16": cpu_has_bf16(),
             "accelerator": torch.cuda.get_device_name(device) if device.type == "cuda" else "none"}
