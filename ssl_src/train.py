@@ -410,7 +410,8 @@ def _train_steps(cfg, run, method, data, schedule, device, rank, world, *, evalu
     dtype = autocast_dtype(cfg.precision, device)
     generator = torch.Generator(device=device).manual_seed(cfg.seed + 1 + 1000 * rank)
     epoch_losses = collections.deque(maxlen=schedule.steps_per_epoch)  # the summary's loss: last-epoch average
-    window, start_step, seconds_before, monitor_seconds, warned = [], 0, 0.0, 0.0, False
+    window, start_step, seconds_before = [], 0, 0.0
+    monitor = CollapseMonitor(run, data, cfg, device, dtype) if cfg.monitor_every and rank == 0 else None
     state = None if force else run.load_checkpoint(log=_log)
     if state is None:
         if rank == 0:
@@ -425,7 +426,9 @@ def _train_steps(cfg, run, method, data, schedule, device, rank, world, *, evalu
         rank_epoch_losses, rank_window = state["losses"][rank]
         epoch_losses.extend(rank_epoch_losses.to(device).unbind())
         window = list(rank_window.to(device).unbind())
-        seconds_before, monitor_seconds, warned = state["train_seconds"], state["monitor_seconds"], state["warned"]
+        seconds_before = state["train_seconds"]
+        if monitor:
+            monitor.seconds, monitor.warned = state["monitor_seconds"], state["warned"]
         if rank == 0:
             run.resume_logs(start_step)
     warmup = cfg.warmup_steps + round(cfg.warmup_epochs * schedule.steps_per_epoch)
@@ -434,9 +437,6 @@ def _train_steps(cfg, run, method, data, schedule, device, rank, world, *, evalu
         if cfg.sync_bn:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # converts in place: `method` is model
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    monitor = CollapseMonitor(run, data, cfg, device, dtype) if cfg.monitor_every and rank == 0 else None
-    if monitor:
-        monitor.seconds, monitor.warned = monitor_seconds, warned
     local = slice(rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world)
     model.train()
 

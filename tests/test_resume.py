@@ -111,19 +111,28 @@ def test_sigkill_and_sigint_resume_to_the_uninterrupted_result_bitwise(tmp_path)
     assert stored(stopped) == stored(tmp_path / "a")
 
 
-def interrupt_after(monkeypatch, steps):
-    """Make the training loop die (as a kill would) in the step after `steps` steps."""
+def hook_augment(monkeypatch, hook):
+    """Route the loop's augmentation through hook(n, views), n counting calls from 1 (two per step); the
+    hook may raise, send a signal or change the views. Returns a function that removes the hook."""
     calls = {"n": 0}
     real = training.augment
 
     def augment(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] > 2 * steps:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
+        return hook(calls["n"], real(*args, **kwargs))
 
     monkeypatch.setattr(training, "augment", augment)
     return lambda: monkeypatch.setattr(training, "augment", real)
+
+
+def interrupt_after(monkeypatch, steps):
+    """Make the training loop die (as a kill would) in the step after `steps` steps."""
+    def die(n, views):
+        if n > 2 * steps:
+            raise KeyboardInterrupt
+        return views
+
+    return hook_augment(monkeypatch, die)
 
 
 @pytest.mark.parametrize("method", ["byol", "nnsiam", "directpred"])
@@ -164,15 +173,8 @@ def test_a_corrupt_checkpoint_falls_back_to_the_previous_one_then_to_scratch(res
 
 
 def test_a_non_finite_loss_stops_the_run_marks_it_failed_and_keeps_the_last_checkpoint(results_dir, monkeypatch, capsys):
-    calls = {"n": 0}
-    real = training.augment
-
-    def augment(*args, **kwargs):
-        calls["n"] += 1
-        x = real(*args, **kwargs)
-        return x * math.nan if calls["n"] > 2 * 12 else x
-
-    monkeypatch.setattr(training, "augment", augment)
+    poison = lambda n, views: views * math.nan if n > 2 * 12 else views  # non-finite from step 13 on
+    restore = hook_augment(monkeypatch, poison)
     with pytest.raises(TrainingStopped) as stop:
         train(SMALL, progress=False, checkpoint_every=5)
     message = str(stop.value)
@@ -185,7 +187,8 @@ def test_a_non_finite_loss_stops_the_run_marks_it_failed_and_keeps_the_last_chec
     assert checkpoint_step(run / "checkpoint.pt") == 10
     assert not (run / "summary.json").exists()
     # The command line says it in one line with exit code 1, and the failed run is not re-used as a result.
-    calls["n"] = 0
+    restore()
+    hook_augment(monkeypatch, poison)  # counting from the first call again
     args = ["train", "--width", "4", "--batch-size", "32", "--image-size", "16", "--steps", "30", "--monitor-every", "10",
             "--proj-layers", "2", "--eval-train-images", "500", "--eval-test-images", "100", "--no-progress",
             "--checkpoint-every", "5", "--force"]
@@ -226,22 +229,18 @@ def test_the_lock_makes_a_second_holder_wait(tmp_path):
 @pytest.mark.parametrize("during_step", [8, 30])  # 30: the last step, before evaluation
 def test_sigterm_writes_a_checkpoint_and_the_rerun_completes_it(during_step, results_dir, monkeypatch, capsys):
     reference = train(SMALL, progress=False, checkpoint_every=0)
-    calls = {"n": 0}
-    real = training.augment
-
-    def augment(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2 * (during_step - 1) + 1:
+    def terminate(n, views):
+        if n == 2 * (during_step - 1) + 1:
             os.kill(os.getpid(), signal.SIGTERM)
-        return real(*args, **kwargs)
+        return views
 
-    monkeypatch.setattr(training, "augment", augment)
+    restore = hook_augment(monkeypatch, terminate)
     with pytest.raises(TrainingStopped) as stop:
         train(SMALL, progress=False, force=True, checkpoint_every=0)
     assert stop.value.exit_code == 128 + signal.SIGTERM
     assert f"stopped by SIGTERM after step {during_step} of 30" in str(stop.value)
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler is restored
-    monkeypatch.setattr(training, "augment", real)
+    restore()
     capsys.readouterr()
     resumed = train(SMALL, progress=False, checkpoint_every=0)
     assert f"resuming from step {during_step} of 30" in capsys.readouterr().err.splitlines()[0]
