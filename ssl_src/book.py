@@ -22,6 +22,9 @@ from .errors import UserError
 from .store import REPO_ROOT, exclusive, results_root, write_json_atomic
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+# Seconds one notebook cell may run before its chapter fails (a hung kernel is killed, never waited on):
+# smoke chapters take seconds; a quick chapter's longest cell trains its runs (up to ~2 h, see the presets).
+CELL_TIME_LIMIT = {"smoke": 600, "quick": 6 * 3600, "paper": 7 * 24 * 3600}
 
 
 def chapter_names() -> list[str]:
@@ -109,13 +112,16 @@ class ChapterResult:
         return f"chapter {self.name} ({self.scale}) FAILED after {self.seconds:.1f} s: {self.error}; notebook kept at {self.notebook}"
 
 
-def run_chapter(name: str, scale: str, params: dict | None = None) -> ChapterResult:
-    """Execute one chapter with papermill into the staging directory of its scale."""
+def run_chapter(name: str, scale: str, params: dict | None = None, cell_time_limit: float | None = None) -> ChapterResult:
+    """Execute one chapter with papermill into the staging directory of its scale; a cell that runs longer
+    than `cell_time_limit` seconds (default: the scale's `CELL_TIME_LIMIT`) fails the chapter."""
     import papermill
+    from nbclient.exceptions import CellTimeoutError
     from papermill.exceptions import PapermillExecutionError
 
     params = dict(params or {})
     _check_chapter(name, scale, params)
+    limit = _cell_time_limit(scale, cell_time_limit)
     stage = _stage_sources(scale)
     output = stage / "book" / f"{name}.ipynb"
     failed = REPO_ROOT / "_build" / scale / "failed" / f"{name}.ipynb"
@@ -126,36 +132,49 @@ def run_chapter(name: str, scale: str, params: dict | None = None) -> ChapterRes
         papermill.execute_notebook(
             str(REPO_ROOT / "book" / f"{name}.ipynb"), str(output), parameters=dict(params, scale=scale),
             kernel_name="python3", cwd=str(REPO_ROOT), progress_bar=False, request_save_on_cell_execute=False,
+            execution_timeout=limit,
         )
     except Exception as exc:  # a cell's error, or the kernel died / timed out / was not found
         failed.parent.mkdir(parents=True, exist_ok=True)
         if output.exists():
             shutil.move(output, failed)
-        reason = (f"cell {exc.exec_count} raised {exc.ename}: {exc.evalue}" if isinstance(exc, PapermillExecutionError)
-                  else f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, PapermillExecutionError):
+            reason = f"cell {exc.exec_count} raised {exc.ename}: {exc.evalue}"
+        elif isinstance(exc, CellTimeoutError):
+            reason = f"a cell ran past the time limit of {limit:g} s and its kernel was stopped (--cell-time-limit)"
+        else:
+            reason = f"{type(exc).__name__}: {exc}"
         return ChapterResult(name, scale, False, time.perf_counter() - started, failed, reason)
     _collapse_injected_parameters(output)
     return ChapterResult(name, scale, True, time.perf_counter() - started, output)
 
 
-def build_book(scale: str) -> bool:
+def _cell_time_limit(scale: str, given: float | None) -> float:
+    limit = CELL_TIME_LIMIT[scale] if given is None else given
+    if not limit > 0:
+        raise UserError(f"the cell time limit must be a positive number of seconds, got {limit:g}")
+    return limit
+
+
+def build_book(scale: str, cell_time_limit: float | None = None) -> bool:
     """Run every chapter; build the HTML only if all succeeded. Prints a timing table.
 
     Two builds of the same scale take turns (a lock on `_build/<scale>.lock`); runs they share are
     trained once, the second build re-using them."""
     if scale not in SCALES:
         raise UserError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
+    _cell_time_limit(scale, cell_time_limit)
     busy = f"another book build of the {scale} scale is running here; waiting for it"
     with exclusive(REPO_ROOT / "_build" / f"{scale}.lock", busy, log=lambda msg: print(msg, file=sys.stderr, flush=True)):
-        return _build_book(scale)
+        return _build_book(scale, cell_time_limit)
 
 
-def _build_book(scale: str) -> bool:
+def _build_book(scale: str, cell_time_limit: float | None) -> bool:
     shutil.rmtree(stage_dir(scale), ignore_errors=True)  # no page survives from an earlier build
     results = []
     for name in chapter_names():
         print(f"executing chapter {name} at {scale} scale ...", file=sys.stderr, flush=True)
-        result = run_chapter(name, scale)
+        result = run_chapter(name, scale, cell_time_limit=cell_time_limit)
         print(result.describe(), file=sys.stderr, flush=True)
         results.append(result)
     failed = [r for r in results if not r.ok]

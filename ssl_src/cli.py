@@ -98,7 +98,7 @@ def cmd_data(args) -> int:
 def cmd_chapter(args) -> int:
     from .book import parse_parameters, run_chapter
 
-    result = run_chapter(args.name, args.scale, parse_parameters(args.param))
+    result = run_chapter(args.name, args.scale, parse_parameters(args.param), args.cell_time_limit)
     print(result.describe())
     return 0 if result.ok else 1
 
@@ -106,7 +106,7 @@ def cmd_chapter(args) -> int:
 def cmd_book(args) -> int:
     from .book import build_book
 
-    return 0 if build_book(args.scale) else 1
+    return 0 if build_book(args.scale, args.cell_time_limit) else 1
 
 
 def cmd_bench(args) -> int:
@@ -118,7 +118,28 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_probe_convs(args) -> int:
+    from .kernel_probe import failure_table, grid, probe
+
+    if args.time_limit <= 0 or args.batch < 1 or args.size < 1 or min(args.channels + args.threads) < 1:
+        raise UserError("--time-limit, --batch, --size, --channels and --threads must be positive")
+    cases = grid(tuple(args.channels), tuple(args.kernels), tuple(args.strides), tuple(args.threads),
+                 tuple(args.precisions), layouts=(True, False), batch=args.batch, size=args.size)
+    records = []
+    for isa in args.isa:
+        records += probe(cases, None if isa == "native" else isa, args.time_limit, progress=not args.json)
+    if args.json:
+        print(json.dumps(records))
+    else:
+        import pandas as pd
+
+        with pd.option_context("display.width", 200, "display.max_columns", None):
+            print(failure_table(records).to_string(index=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .book import CELL_TIME_LIMIT
     from .train import CHECKPOINT_EVERY
 
     parser = OneLineParser(prog="python -m ssl_src", description=__doc__.splitlines()[0])
@@ -139,15 +160,19 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("name", nargs="?", default="fashion_mnist", help="data set (default %(default)s)")
     data.set_defaults(func=cmd_data)
 
+    limits = ", ".join(f"{scale} {seconds:g}" for scale, seconds in CELL_TIME_LIMIT.items())
+    cell_limit_help = f"fail a chapter whose cell runs longer than this (default by scale: {limits})"
     chapter = sub.add_parser("chapter", help="execute one book chapter with papermill")
     chapter.add_argument("name", help="chapter notebook name (book/NAME.ipynb)")
     chapter.add_argument("--scale", default="quick", help=f"one of {', '.join(SCALES)} (default %(default)s)")
     chapter.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                          help="override a notebook parameter (VALUE is YAML: 3, [0, 1], 'text')")
+    chapter.add_argument("--cell-time-limit", type=float, metavar="SECONDS", help=cell_limit_help)
     chapter.set_defaults(func=cmd_chapter)
 
     book = sub.add_parser("book", help="execute every chapter and build the HTML book")
     book.add_argument("--scale", default="quick", help=f"one of {', '.join(SCALES)} (default %(default)s)")
+    book.add_argument("--cell-time-limit", type=float, metavar="SECONDS", help=cell_limit_help)
     book.set_defaults(func=cmd_book)
     bench = sub.add_parser("bench", help="throughput vs a lightly peer pipeline, FLOP/s vs GEMM peak, evaluation cost")
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -155,6 +180,23 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rounds", type=int, default=3, help="alternating ours/peer rounds (default 3)")
     bench.add_argument("--steps", type=int, default=8, help="training steps per round (default 8)")
     bench.set_defaults(func=cmd_bench)
+
+    probe = sub.add_parser("probe-convs", help="which convolutions oneDNN's CPU kernels hang, crash or miscompute on "
+                           "(each case in its own process)")
+    probe.add_argument("--isa", nargs="+", default=["AVX2"], metavar="ISA",
+                       help="ONEDNN_MAX_CPU_ISA values to probe under; 'native' = the CPU's best (default AVX2)")
+    probe.add_argument("--channels", type=int, nargs="+", default=[1, 2, 3, 4, 6, 7, 8, 12, 16, 32],
+                       help="input and output channel counts (every pair; default %(default)s)")
+    probe.add_argument("--kernels", type=int, nargs="+", default=[1, 3], help="kernel sizes (default 1 3)")
+    probe.add_argument("--strides", type=int, nargs="+", default=[1, 2], help="strides (default 1 2)")
+    probe.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads (default 1 2)")
+    probe.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"], help="default fp32")
+    probe.add_argument("--batch", type=int, default=32, help="batch size (default %(default)s)")
+    probe.add_argument("--size", type=int, default=28, help="input height and width (default %(default)s)")
+    probe.add_argument("--time-limit", type=float, default=5.0, metavar="SECONDS",
+                       help="a case still running after this is a hang (default %(default)s)")
+    probe.add_argument("--json", action="store_true", help="print every case's record as JSON instead of the table")
+    probe.set_defaults(func=cmd_probe_convs)
     return parser
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
+from .hardware import channels_last_fails
 
 # block, layers, width_per_group multiplier (bottleneck26_2x: width_per_group 128)
 RESNETS = {
@@ -132,5 +133,18 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def to_device_layout(module: nn.Module, device: torch.device) -> nn.Module:
-    """channels_last is the fast layout for convs on both bf16 CPU kernels and CUDA."""
-    return module.to(device=device, memory_format=torch.channels_last)
+    """channels_last is the fast layout for convs on both bf16 CPU kernels and CUDA; on the CPU, the
+    convolutions whose channels_last kernel fails (`hardware.channels_last_fails`) keep the default layout
+    and take their input in it."""
+    module = module.to(device=device, memory_format=torch.channels_last)
+    if device.type == "cpu":
+        for conv in module.modules():
+            if isinstance(conv, nn.Conv2d) and channels_last_fails(conv):
+                # oneDNN picks the layout from the input and the weight: both must be NCHW.
+                conv.weight.data = conv.weight.data.clone(memory_format=torch.contiguous_format)
+                conv.register_forward_pre_hook(_nchw_input)
+    return module
+
+
+def _nchw_input(conv: nn.Conv2d, args: tuple) -> tuple:
+    return (args[0].contiguous(),)

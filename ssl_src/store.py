@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from .hardware import cpu_model, describe
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -232,16 +233,6 @@ def git_commit() -> str:
         return "unknown"
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def hardware_description(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -257,6 +248,7 @@ def provenance(seed: int, device: torch.device, wall_seconds: float, precision: 
         "device": device.type,
         "hardware": hardware_description(device),
         "precision": precision,
+        "machine": describe(device),  # instruction sets, oneDNN's ISA cap, threads
         "wall_seconds": wall_seconds,
         "data_parallel_processes": world_size,
         "python": platform.python_version(),

@@ -26,6 +26,7 @@ from . import data as datasets
 from .augment import AugmentConfig, augment
 from .errors import TrainingStopped, UserError, matches_type
 from .evaluate import evaluate_features, extract_features
+from .hardware import autocast_dtype, pick_device
 from .methods import build_method, method_names
 from .metrics import asymmetry, collapse_metrics, eigenspace_alignment, normalised_std
 from .models import STEMS, VITS, arch_names, build_backbone, to_device_layout
@@ -128,30 +129,7 @@ class TrainConfig:
             raise UserError("temperature must be > 0, ema in [0, 1] and dp_rho in [0, 1)")
 
 
-# ----------------------------------------------------------------------------- devices and precision
-
-
-def pick_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device("cpu")
-
-
-def cpu_has_bf16() -> bool:
-    """bf16 pays on the CPU only with native bf16 instructions (AVX512-BF16 or AMX)."""
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def autocast_dtype(precision: str, device: torch.device):
-    if precision == "fp32":
-        return None
-    if precision == "bf16" or device.type == "cuda" or cpu_has_bf16():
-        return torch.bfloat16
-    return None
+# ----------------------------------------------------------------------------- devices
 
 
 def init_distributed(device: torch.device) -> tuple[int, int]:

@@ -40,6 +40,15 @@ def test_failed_chapter_is_reported_with_its_cell_and_never_staged(results_dir):
     assert not staged.exists() and result.notebook.exists()
 
 
+def test_a_cell_past_the_time_limit_fails_its_chapter_in_one_line(results_dir):
+    """A hung kernel is stopped at the limit, never waited on; the line names the chapter and the limit."""
+    result = run_chapter("learning_dynamics", "smoke", cell_time_limit=1)
+    assert not result.ok and result.seconds < 120
+    line = result.describe()
+    assert "chapter learning_dynamics (smoke) FAILED" in line and "ran past the time limit of 1 s" in line
+    assert "\n" not in line
+
+
 def test_smoke_book_builds_offline_html(results_dir):
     assert build_book("smoke")
     html_dir = REPO_ROOT / "_build" / "smoke" / "_build" / "html"
@@ -59,7 +68,7 @@ def test_a_second_book_build_of_a_scale_waits_for_the_first(monkeypatch, capsys)
     from ssl_src.store import exclusive
 
     events = []
-    monkeypatch.setattr(book, "_build_book", lambda scale: events.append(f"build {scale}") or True)
+    monkeypatch.setattr(book, "_build_book", lambda scale, limit: events.append(f"build {scale}") or True)
     with exclusive(REPO_ROOT / "_build" / "smoke.lock", "held", log=events.append):
         thread = threading.Thread(target=build_book, args=("smoke",))
         thread.start()

@@ -57,6 +57,10 @@ ERROR_CASES = [
     (["chapter", "performance", "--scale", "smoke", "-p", "widths", "[0]"], "parameter widths must hold positive integers"),
     (["chapter", "performance", "--scale", "smoke", "-p", "rounds", "0"], "parameter rounds must be a positive integer"),
     (["book", "--scale", "huge"], "unknown scale 'huge'"),
+    (["book", "--scale", "smoke", "--cell-time-limit", "0"], "the cell time limit must be a positive number of seconds, got 0"),
+    (CHAPTER[:-1] + ["--cell-time-limit", "-5"], "the cell time limit must be a positive number of seconds, got -5"),
+    (["probe-convs", "--batch", "0"], "--time-limit, --batch, --size, --channels and --threads must be positive"),
+    (["probe-convs", "--precisions", "fp16"], "invalid choice: 'fp16'"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ]
 

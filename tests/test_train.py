@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from ssl_src.errors import UserError
+from ssl_src.hardware import describe
 import timm.optim
 
 from ssl_src import data as datasets
@@ -102,7 +103,10 @@ def test_tiny_run_is_stored_and_reused(results_dir, capsys):
     run_dir = results_dir / first["run_id"]
     assert json.loads((run_dir / "config.json").read_text())["config"]["steps"] == 3
     assert [m["step"] for m in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())][-1] == 3
-    assert json.loads((run_dir / "provenance.json").read_text())["seed"] == 0
+    provenance = json.loads((run_dir / "provenance.json").read_text())
+    assert provenance["seed"] == 0 and provenance["precision"] in ("torch.float32", "torch.bfloat16")
+    assert provenance["machine"]["instruction_sets"] == describe()["instruction_sets"]  # AVX2, AVX-512, AVX512-BF16, AMX
+    assert "onednn_max_isa" in provenance["machine"] and "native_bf16" in provenance["machine"]
     assert [r["step"] for r in map(json.loads, (run_dir / "monitor.jsonl").read_text().splitlines())] == [0, 2, 3]
     capsys.readouterr()
     again = train(TINY, progress=False)

@@ -15,6 +15,11 @@ from ..errors import UserError, matches_type
 from ..store import git_commit, results_root, write_json_atomic
 
 SCALES = ("smoke", "quick", "paper")
+# The precision every trained run of a chapter uses, by scale, pinned so that a run means the same thing
+# on every CPU. fp32 on the CPU: without native bf16 (AVX2-only CPUs) bf16 autocast is several times
+# slower than fp32, while on AVX512-BF16 CPUs fp32 costs less than 2x (the performance appendix measures
+# both on the machine that builds it). "auto" (bf16 on GPUs) at the paper scale.
+PRECISION = {"smoke": "fp32", "quick": "fp32", "paper": "auto"}
 
 
 def resolve_parameters(presets: dict, scale: str, **given) -> dict:

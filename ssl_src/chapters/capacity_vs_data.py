@@ -10,7 +10,7 @@ from ..claims import claim
 from ..evaluate import raw_pixel_baseline
 from ..store import results_root
 from ..train import TrainConfig, prepare, train
-from . import cached_json
+from . import PRECISION, cached_json
 
 IMAGENET_STEPS_100_EPOCHS = 100 * (1_281_167 // 256)
 
@@ -43,17 +43,20 @@ def _config(p: dict, arch: str, width: int, subset: float, seed: int, steps: int
         dataset=p["dataset"], image_size=p["image_size"], subset=subset, steps=steps, batch_size=p["batch_size"],
         seed=seed, base_lr=p["lr"], weight_decay=p["weight_decay"], warmup_steps=p["warmup_steps"],
         proj_layers=p["proj_layers"], bn_views=p["bn_views"], augment=IMAGENET if p["dataset"] == "imagenet" else GREY_SMALL,
-        eval_train_images=p["eval_train_images"], eval_test_images=p["eval_test_images"],
+        eval_train_images=p["eval_train_images"], eval_test_images=p["eval_test_images"], precision=PRECISION[p["scale"]],
     )
+
+
+def configs(p: dict) -> list[TrainConfig]:
+    """Every trained run of the chapter."""
+    return [_config(p, arch, width, subset, seed, p["steps"])
+            for arch in p["archs"] for width in p["widths"] for subset in p["subsets"] for seed in p["seeds"]]
 
 
 def check(p: dict) -> None:
     """Every run's config, data and batch schedule, before the first run starts."""
-    for arch in p["archs"]:
-        for width in p["widths"]:
-            for subset in p["subsets"]:
-                for seed in p["seeds"]:
-                    prepare(_config(p, arch, width, subset, seed, p["steps"]))
+    for cfg in configs(p):
+        prepare(cfg)
 
 
 def run_grid(p: dict, progress: bool = True) -> pd.DataFrame:

@@ -8,6 +8,7 @@ from ..augment import GREY_SMALL
 from ..claims import claim
 from ..errors import UserError
 from ..train import TrainConfig, prepare, train
+from . import PRECISION
 
 # Every variant is BYOL with the DirectPred code's projector (8w-8w-2w: 512-512-128 at width 64).
 VARIANTS = {
@@ -42,16 +43,20 @@ def config(p: dict, variant: str, seed: int) -> TrainConfig:
                        ema=p["ema"], proj_hidden_dim=8 * w, proj_dim=2 * w, pred_dim=8 * w, proj_layers=2,
                        augment=GREY_SMALL if p["dataset"] == "fashion_mnist" else TrainConfig().augment,
                        eval_train_images=p["eval_train_images"], eval_test_images=p["eval_test_images"],
-                       **VARIANTS[variant])
+                       precision=PRECISION[p["scale"]], **VARIANTS[variant])
+
+
+def configs(p: dict) -> list[TrainConfig]:
+    """Every trained run of the chapter."""
+    return [config(p, variant, seed) for variant in p["variants"] for seed in p["seeds"]]
 
 
 def check(p: dict) -> None:
     unknown = sorted(set(p["variants"]) - set(VARIANTS))
     if unknown:
         raise UserError(f"unknown variant(s) {', '.join(unknown)}; valid: {', '.join(VARIANTS)}")
-    for variant in p["variants"]:
-        for seed in p["seeds"]:
-            prepare(config(p, variant, seed))
+    for cfg in configs(p):
+        prepare(cfg)
 
 
 def run_all(p: dict, progress: bool = True) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from ..claims import claim
 from ..errors import UserError
 from ..store import results_root
 from ..train import TrainConfig, prepare, train
+from . import PRECISION
 
 PRESETS = {
     "smoke": dict(dataset="fashion_mnist", width=4, image_size=16, steps=6, batch_size=64, lr=0.03, weight_decay=4e-4,
@@ -38,14 +39,20 @@ def config(p: dict, seed: int) -> TrainConfig:
                        base_lr=p["lr"], weight_decay=p["weight_decay"], ema=p["ema"], proj_hidden_dim=8 * w,
                        proj_dim=2 * w, proj_layers=2, monitor_every=p["monitor_every"],
                        augment=GREY_SMALL if p["dataset"] == "fashion_mnist" else TrainConfig().augment,
-                       eval_train_images=p["eval_train_images"], eval_test_images=p["eval_test_images"])
+                       eval_train_images=p["eval_train_images"], eval_test_images=p["eval_test_images"],
+                       precision=PRECISION[p["scale"]])
+
+
+def configs(p: dict) -> list[TrainConfig]:
+    """Every trained run of the chapter."""
+    return [config(p, seed) for seed in p["seeds"]]
 
 
 def check(p: dict) -> None:
     if p["monitor_every"] < 1 or p["steps"] < 2 * p["monitor_every"]:
         raise UserError("parameter monitor_every must be between 1 and steps / 2 (the claims need two measurements after step 0)")
-    for seed in p["seeds"]:
-        prepare(config(p, seed))
+    for cfg in configs(p):
+        prepare(cfg)
 
 
 def run_all(p: dict, progress: bool = True) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
