@@ -98,8 +98,8 @@ def describe(device: torch.device | None = None) -> dict:
 # oneDNN's AVX2 1x1 backward-weights kernel (torch 2.14.1 and 2.15.0) spins forever with two threads, and
 # corrupts memory or computes wrong gradients with one, for strided 1x1 convolutions with fewer than 8
 # input channels in channels_last (the probe in the performance appendix: `python -m ssl_src probe-convs`).
-# A ResNet's stride-2 shortcut of width w < 8 is such a convolution. Below 8 channels the layer is cheap,
-# so it is routed through the default (NCHW) layout on every CPU, and the rest of the net stays channels_last.
+# A ResNet's stride-2 shortcut of width w < 8 is such a convolution: a net that has one runs in NCHW
+# throughout, on every CPU (`models.to_device_layout`).
 CHANNELS_LAST_MIN_IN_CHANNELS_1X1_STRIDED = 8
 
 

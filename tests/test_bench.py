@@ -26,9 +26,13 @@ def test_bench_json_reports_every_field(tmp_path):
     assert code == 0, err[-2000:]
     result = json.loads(out.strip().splitlines()[-1])
     row = result["widths"]["2"]
-    for key in ("ours_pairs_per_s", "peer_pairs_per_s", "ratio", "flops_fraction_bf16"):
+    for key in ("ours_pairs_per_s", "peer_pairs_per_s", "ratio", "flops_fraction_of_peak", "flops_fraction_fp32"):
         assert isinstance(row[key], float) and math.isfinite(row[key]) and row[key] > 0
+    native = result["hardware"]["native_bf16"]
+    assert result["precision"] == ("bf16" if native else "fp32")
+    assert (result["peak_bf16_gflops"] is not None) == native  # no bf16 GEMM without native bf16 (JSON null)
     assert result["evaluation"]["total_s"] > 0
     ablation = result["ablation"]["pairs_per_s"]
     assert len(ablation) == 4 and all(v > 0 for v in ablation.values())
     assert result["hardware"]["logical_cpus"] >= 1 and result["hardware"]["torch"] == torch.__version__
+    assert result["hardware"]["instruction_sets"] and result["hardware"]["onednn_max_isa"]
