@@ -22,7 +22,6 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 
-OUTCOMES = ("ok", "hang", "crash", "wrong", "error")
 TOLERANCE = {"fp32": 1e-3, "bf16": 0.25}  # max |grad - float64 grad| / max |float64 grad|
 WRONG_EXIT, ERROR_EXIT = 3, 4
 
@@ -39,13 +38,13 @@ class ConvCase:
     channels_last: bool = True
     threads: int = 2
     precision: str = "fp32"
-    batch: int = 256
+    batch: int = 32  # the failures do not depend on it (8 to 512 probed); the float64 reference is slow
     size: int = 28
     repeats: int = 3
 
 
 def grid(channels=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64), kernels=(1, 3), strides=(1, 2), threads=(1, 2),
-         precisions=("fp32",), layouts=(True, False), batch: int = 256, size: int = 28) -> list[ConvCase]:
+         precisions=("fp32",), layouts=(True, False), batch: int = 32, size: int = 28) -> list[ConvCase]:
     """Every combination of in/out channels (from `channels`), kernel, stride, layout, threads, precision."""
     return [ConvCase(i, o, k, s, -1, cl, t, p, batch, size)
             for i, o, k, s, cl, t, p in itertools.product(channels, channels, kernels, strides, layouts, threads, precisions)]
@@ -60,9 +59,9 @@ def run_case(case: ConvCase) -> bool:
     padding = case.kernel // 2 if case.padding < 0 else case.padding
     conv = torch.nn.Conv2d(case.in_channels, case.out_channels, case.kernel, case.stride, padding, bias=False)
     x = torch.randn(case.batch, case.in_channels, case.size, case.size, generator=gen)
-    reference = _gradients(conv.double(), x.double(), torch.channels_last if case.channels_last else torch.contiguous_format)
-    conv = conv.float()
     layout = torch.channels_last if case.channels_last else torch.contiguous_format
+    reference = _gradients(conv.double(), x.double(), layout)
+    conv = conv.float()
     dtype = torch.bfloat16 if case.precision == "bf16" else None
     for _ in range(case.repeats):
         with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):

@@ -2,6 +2,7 @@
 import json
 import math
 
+import pytest
 import torch
 
 from conftest import run_cli
@@ -13,6 +14,7 @@ def test_gemm_peak_is_a_positive_rate():
     assert gemm_peak(torch.float32, size=256, repeats=2) > 1e8
 
 
+@pytest.mark.slow
 def test_flop_count_matches_the_model_scale():
     """Counted FLOPs grow ~4x from width 4 to 8 (convs are quadratic in width)."""
     data = datasets.load("fashion_mnist")
@@ -20,6 +22,7 @@ def test_flop_count_matches_the_model_scale():
     assert 3.0 < large / small < 4.5
 
 
+@pytest.mark.slow
 def test_bench_json_reports_every_field(tmp_path):
     code, out, err = run_cli("bench", "--json", "--widths", "2", "--rounds", "1", "--steps", "1",
                              env={"SSL_RESULTS": str(tmp_path)})

@@ -3,6 +3,7 @@ import json
 import re
 
 import nbformat
+import pytest
 
 from ssl_src.book import build_book, parse_parameters, run_chapter, stage_dir
 from ssl_src.claims import VERDICTS
@@ -14,6 +15,7 @@ def test_parameters_are_read_as_yaml():
         "seeds": [0, 1], "steps": 5, "dataset": "fashion_mnist"}
 
 
+@pytest.mark.slow
 def test_smoke_chapter_writes_claims_and_hides_injected_parameters(results_dir):
     result = run_chapter("capacity_vs_data", "smoke", {"seeds": [0, 1]})
     assert result.ok, result.error
@@ -28,6 +30,7 @@ def test_smoke_chapter_writes_claims_and_hides_injected_parameters(results_dir):
     assert "seeds = [0, 1]" in injected[0].source
 
 
+@pytest.mark.slow
 def test_failed_chapter_is_reported_with_its_cell_and_never_staged(results_dir):
     """Valid parameters, but the run store cannot be written (a file where its directory should be):
     the error surfaces in a cell, inside the kernel."""
@@ -40,6 +43,7 @@ def test_failed_chapter_is_reported_with_its_cell_and_never_staged(results_dir):
     assert not staged.exists() and result.notebook.exists()
 
 
+@pytest.mark.slow
 def test_a_cell_past_the_time_limit_fails_its_chapter_in_one_line(results_dir):
     """A hung kernel is stopped at the limit, never waited on; the line names the chapter and the limit."""
     result = run_chapter("learning_dynamics", "smoke", cell_time_limit=1)
@@ -49,6 +53,7 @@ def test_a_cell_past_the_time_limit_fails_its_chapter_in_one_line(results_dir):
     assert "\n" not in line
 
 
+@pytest.mark.slow
 def test_smoke_book_builds_offline_html(results_dir):
     assert build_book("smoke")
     html_dir = REPO_ROOT / "_build" / "smoke" / "_build" / "html"

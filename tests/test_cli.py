@@ -90,6 +90,7 @@ def test_bad_input_is_one_line_with_exit_2(args, message, results_dir, capsys):
     assert_one_line_error(code, err, message, results_dir)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [ERROR_CASES[0], ERROR_CASES[11], (CHAPTER + ["subsets", "[0]"], "subset must be in (0, 1]")])
 def test_a_real_process_prints_one_line_and_exits_2(args, message, tmp_path):
     results = tmp_path / "results"
@@ -97,6 +98,7 @@ def test_a_real_process_prints_one_line_and_exits_2(args, message, tmp_path):
     assert_one_line_error(code, err, message, results)
 
 
+@pytest.mark.slow
 def test_train_prints_a_json_summary_last(tmp_path):
     code, out, err = run_cli("train", *TINY, "--eval-train-images", "600", "--eval-test-images", "200",
                              env={"SSL_RESULTS": str(tmp_path)})
@@ -110,6 +112,7 @@ def test_train_prints_a_json_summary_last(tmp_path):
     assert "re-using" in err and json.loads(out.strip().splitlines()[-1])["run_id"] == summary["run_id"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["simsiam", "byol", "mocov3", "nnsiam", "directpred", "directcopy", "distill"])
 def test_every_method_trains_from_the_cli(method, tmp_path):
     env = {"SSL_RESULTS": str(tmp_path)}
@@ -124,6 +127,7 @@ def test_every_method_trains_from_the_cli(method, tmp_path):
     assert len((tmp_path / summary["run_id"] / "monitor.jsonl").read_text().splitlines()) == 3  # steps 0 (initialisation), 1 and 2
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes_match_one_process(tmp_path):
     """gloo DDP, 2 processes x 32 images vs 1 process x 64: finite, close loss; one summary printed."""
     import subprocess
@@ -147,16 +151,19 @@ def test_torchrun_two_cpu_processes_match_one_process(tmp_path):
     assert provenance["data_parallel_processes"] == 2
 
 
+@pytest.mark.slow
 def test_data_verify_passes_on_the_installed_copy():
     code, out, err = run_cli("data", "verify", "fashion_mnist")
     assert code == 0 and "all checksums match" in out
 
 
+@pytest.mark.slow
 def test_data_verify_fails_without_any_copy(tmp_path):
     code, out, err = run_cli("data", "verify", "cifar10", env={"SSL_DATA": str(tmp_path)})
     assert code == 1 and "data fetch cifar10" in err
 
 
+@pytest.mark.slow
 def test_help_lists_every_command():
     code, out, _ = run_cli("--help")
     assert code == 0 and all(cmd in out for cmd in ("train", "data", "chapter", "book"))

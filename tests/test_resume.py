@@ -81,6 +81,7 @@ def without_timings(summary):
     return {k: v for k, v in summary.items() if k not in TIMING_FIELDS}
 
 
+@pytest.mark.slow
 def test_sigkill_and_sigint_resume_to_the_uninterrupted_result_bitwise(tmp_path):
     reference, _ = finish_cli(tmp_path / "a")
     second, _ = finish_cli(tmp_path / "b")
@@ -135,6 +136,7 @@ def interrupt_after(monkeypatch, steps):
     return hook_augment(monkeypatch, die)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["byol", "nnsiam", "directpred"])
 def test_every_training_state_survives_a_resume(method, results_dir, monkeypatch):
     """Target nets, queue, correlation, optimizer, RNG and sampler come back: same result as uninterrupted."""
@@ -151,6 +153,7 @@ def test_every_training_state_survives_a_resume(method, results_dir, monkeypatch
     assert not (run_path / "checkpoint.pt").exists()  # a finished run keeps model.pt only
 
 
+@pytest.mark.slow
 def test_a_corrupt_checkpoint_falls_back_to_the_previous_one_then_to_scratch(results_dir, monkeypatch, capsys):
     reference = train(SMALL, progress=False, checkpoint_every=0)
     newest = results_dir / reference["run_id"] / "checkpoint.pt"
@@ -172,6 +175,7 @@ def test_a_corrupt_checkpoint_falls_back_to_the_previous_one_then_to_scratch(res
         assert without_timings(resumed) == without_timings(reference)
 
 
+@pytest.mark.slow
 def test_a_non_finite_loss_stops_the_run_marks_it_failed_and_keeps_the_last_checkpoint(results_dir, monkeypatch, capsys):
     poison = lambda n, views: views * math.nan if n > 2 * 12 else views  # non-finite from step 13 on
     restore = hook_augment(monkeypatch, poison)
@@ -198,6 +202,7 @@ def test_a_non_finite_loss_stops_the_run_marks_it_failed_and_keeps_the_last_chec
     assert out == "" and err.count("\n") == 1 and err.startswith("stopped: run") and "diverged at step 13" in err
 
 
+@pytest.mark.slow
 def test_two_processes_training_the_same_run_take_turns(tmp_path):
     first, second = start_cli(tmp_path), start_cli(tmp_path)
     outputs = [p.communicate(timeout=300) for p in (first, second)]
@@ -226,6 +231,7 @@ def test_the_lock_makes_a_second_holder_wait(tmp_path):
     assert events == ["busy", "first releases", "second holds it"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("during_step", [8, 30])  # 30: the last step, before evaluation
 def test_sigterm_writes_a_checkpoint_and_the_rerun_completes_it(during_step, results_dir, monkeypatch, capsys):
     reference = train(SMALL, progress=False, checkpoint_every=0)

@@ -24,6 +24,7 @@ def test_the_invariant_decays_as_exp_minus_two_eta_t(eta):
     np.testing.assert_allclose(c, c[0] * np.exp(-2 * eta * t)[:, None], rtol=1e-6, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_a_mode_above_the_unstable_root_converges_to_the_stable_one_and_below_it_collapses():
     lower, upper = fixed_points(1.0, 0.5, 0.05)[1:]
     p0 = np.array([1.05 * lower, 0.95 * lower])
@@ -32,6 +33,7 @@ def test_a_mode_above_the_unstable_root_converges_to_the_stable_one_and_below_it
     assert p[-1, 1] < 1e-4 and s[-1, 1] < 1e-8
 
 
+@pytest.mark.slow
 def test_weight_decay_above_the_threshold_collapses_every_mode():
     eta = 1.05 * collapse_threshold(1.0, 0.5)
     p0 = np.linspace(0.05, 3.0, 12)
@@ -41,6 +43,7 @@ def test_weight_decay_above_the_threshold_collapses_every_mode():
     assert np.any(p[-1] > 0.1)  # just below the threshold the large modes survive
 
 
+@pytest.mark.slow
 def test_ema_target_tau_returns_to_one_at_the_fixed_point():
     p0 = np.array([0.3, 0.8])
     _, p, s, tau = simulate_modes(p0, p0**2, eta=0.04, beta=0.4, sigma2=0.5, t_end=400, dt=0.01)
@@ -56,6 +59,7 @@ def _matrix_run(**kwargs):
                            record_every=500, **kwargs)
 
 
+@pytest.mark.slow
 def test_matrix_flow_aligns_the_eigenspaces_of_w_p_and_f():
     flow = _matrix_run(eta=0.01)
     s0, cos0 = flow.alignment(0)
@@ -68,12 +72,14 @@ def test_matrix_flow_aligns_the_eigenspaces_of_w_p_and_f():
     assert ratio == pytest.approx(np.exp(-2 * 0.01 * 150), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_matrix_flow_with_an_ema_target_aligns_too():
     flow = _matrix_run(eta=0.01, beta=0.4)
     s, cos = flow.alignment(-1)
     assert np.all(cos[s > 1e-3] > 0.99) and (s > 1e-3).sum() >= 4
 
 
+@pytest.mark.slow
 def test_removing_the_stop_gradient_collapses_every_mode():
     flow = _matrix_run(eta=0.0, stop_grad=False)
     assert np.linalg.eigvalsh(flow.F(0)).max() > 1

@@ -96,6 +96,7 @@ def test_batch_larger_than_the_subset_is_refused(results_dir):
     assert not results_dir.exists()
 
 
+@pytest.mark.slow
 def test_tiny_run_is_stored_and_reused(results_dir, capsys):
     first = train(TINY, progress=False)
     for key in ("run_id", "loss", "knn_acc", "linear_acc", "auc", "effective_rank", "pairs_per_s"):
@@ -115,6 +116,7 @@ def test_tiny_run_is_stored_and_reused(results_dir, capsys):
     assert forced["run_id"] == first["run_id"] and forced["train_seconds"] != first["train_seconds"]
 
 
+@pytest.mark.slow
 def test_run_trained_without_evaluation_is_evaluated_from_its_checkpoint(results_dir):
     bare = train(TINY, evaluate=False, progress=False)
     assert "knn_acc" not in bare
