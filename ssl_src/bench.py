@@ -18,21 +18,25 @@ from .augment import augment
 from .evaluate import extract_features, knn_accuracy
 from .metrics import collapse_metrics
 from .hardware import autocast_dtype, describe, pick_device
-from .models import to_device_layout
+from .models import needs_nchw, to_device_layout
 from .train import TrainConfig, build_model, build_optimizer
 
 IMAGE_SIZE = 28
 BATCH = 256
 
 
-def gemm_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
-    """Measured matmul FLOP/s (best of `repeats`) on the CPU in `dtype`."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+def gemm_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 10, device=torch.device("cpu")) -> float:
+    """Measured matmul FLOP/s (best of `repeats`) on `device` in `dtype`."""
+    a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
     torch.matmul(a, b)
     best = float("inf")
     for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         started = time.perf_counter()
         torch.matmul(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         best = min(best, time.perf_counter() - started)
     return 2 * size**3 / best
 
@@ -44,13 +48,14 @@ def step_config(width: int, **overrides) -> TrainConfig:
 
 class OurStep:
     """One SimSiam training step of `ssl_src`, augmentation included, data in memory; `overrides` are
-    TrainConfig fields (the ablations), `channels_last=False` keeps the default contiguous layout."""
+    TrainConfig fields (the ablations), `channels_last=False` runs the net in NCHW throughout."""
 
     def __init__(self, width: int, data: datasets.ImageData, device, channels_last: bool = True, **overrides):
         self.cfg = step_config(width, **overrides)
         self.data, self.device = data, device
         model = build_model(self.cfg, data.channels)
-        self.model = (to_device_layout(model, device) if channels_last else model.to(device)).train()
+        self.model = to_device_layout(model, device, nchw=not channels_last).train()
+        self.layout = "NCHW" if not channels_last or needs_nchw(model, device) else "channels_last"
         self.optimizer = build_optimizer(self.model, self.cfg)
         self.dtype = autocast_dtype(self.cfg.precision, device)
         self.generator = torch.Generator(device=device).manual_seed(0)
@@ -157,25 +162,28 @@ def evaluation_cost(data: datasets.ImageData, device) -> dict:
 # What the field uses, each switched off in turn against our default step (see the performance appendix);
 # the precision ablation is the other precision: fp32 where ours is bf16, bf16 autocast where it is fp32.
 ABLATIONS = {
-    "contiguous layout (no channels_last)": dict(channels_last=False),
+    "NCHW layout (no channels_last)": dict(channels_last=False),
     "BN per view (two passes, the authors' semantics)": dict(bn_views="per_view"),
 }
 
 
 def ablation(width: int, data: datasets.ImageData, device, rounds: int, steps: int, log=print) -> dict:
-    """Pairs/s of each ablation and of our default step, timed in alternating rounds."""
+    """Pairs/s of each ablation and of our default step, timed in alternating rounds. Emulated bf16 (a CPU
+    without native bf16) is about 10x slower than fp32: it is timed on one step a round, not `steps`."""
     native = autocast_dtype("auto", device) is not None
     precision = "bf16 autocast" if native else "fp32: no native bf16 here"
     other = {"fp32 (no bf16 autocast)": dict(precision="fp32")} if native else {
         "bf16 autocast without native bf16": dict(precision="bf16")}
-    pipelines = {f"ours ({precision}, channels_last, joint views)": OurStep(width, data, device)}
+    ours = OurStep(width, data, device)
+    pipelines = {f"ours ({precision}, {ours.layout}, joint views)": ours}
     pipelines.update({name: OurStep(width, data, device, **overrides) for name, overrides in (other | ABLATIONS).items()})
-    for pipeline in pipelines.values():
-        pairs_per_second(pipeline, 2)
+    steps_of = {name: 1 if "without native bf16" in name else steps for name in pipelines}
+    for name, pipeline in pipelines.items():
+        pairs_per_second(pipeline, min(2, steps_of[name]))
     rates = {name: [] for name in pipelines}
     for _ in range(rounds):
         for name, pipeline in pipelines.items():
-            rates[name].append(pairs_per_second(pipeline, steps))
+            rates[name].append(pairs_per_second(pipeline, steps_of[name]))
     result = {name: statistics.median(r) for name, r in rates.items()}
     log("ablation at width %d: %s" % (width, ", ".join(f"{n} {v:.0f}" for n, v in result.items())))
     return result
@@ -196,8 +204,8 @@ def run_benchmark(widths=(8, 16), rounds: int = 3, steps: int = 8, log=print) ->
     device = pick_device()
     precision = "bf16" if autocast_dtype("auto", device) else "fp32"
     # Without native bf16, one 2048^2 bf16 matmul takes minutes (a scalar fallback): not a peak worth measuring.
-    peak_bf16 = gemm_peak(torch.bfloat16) if precision == "bf16" else float("nan")
-    peak_fp32 = gemm_peak(torch.float32)
+    peak_bf16 = gemm_peak(torch.bfloat16, device=device) if precision == "bf16" else float("nan")
+    peak_fp32 = gemm_peak(torch.float32, device=device)
     peak = peak_bf16 if precision == "bf16" else peak_fp32
     log(f"GEMM peak: bf16 {peak_bf16 / 1e9:.0f} GFLOP/s, fp32 {peak_fp32 / 1e9:.0f} GFLOP/s ({torch.get_num_threads()} threads); "
         f"our step runs in {precision}")

@@ -121,8 +121,8 @@ def cmd_bench(args) -> int:
 def cmd_probe_convs(args) -> int:
     from .kernel_probe import failure_table, grid, probe
 
-    if args.time_limit <= 0 or args.batch < 1 or args.size < 1 or min(args.channels + args.threads) < 1:
-        raise UserError("--time-limit, --batch, --size, --channels and --threads must be positive")
+    if args.time_limit <= 0 or min([args.batch, args.size] + args.channels + args.threads + args.kernels + args.strides) < 1:
+        raise UserError("--time-limit, --batch, --size, --channels, --kernels, --strides and --threads must be positive")
     cases = grid(tuple(args.channels), tuple(args.kernels), tuple(args.strides), tuple(args.threads),
                  tuple(args.precisions), layouts=(True, False), batch=args.batch, size=args.size)
     records = []
@@ -140,6 +140,7 @@ def cmd_probe_convs(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .book import CELL_TIME_LIMIT
+    from .kernel_probe import DEFAULT_CHANNELS
     from .train import CHECKPOINT_EVERY
 
     parser = OneLineParser(prog="python -m ssl_src", description=__doc__.splitlines()[0])
@@ -185,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "(each case in its own process)")
     probe.add_argument("--isa", nargs="+", default=["AVX2"], metavar="ISA",
                        help="ONEDNN_MAX_CPU_ISA values to probe under; 'native' = the CPU's best (default AVX2)")
-    probe.add_argument("--channels", type=int, nargs="+", default=[1, 2, 3, 4, 6, 7, 8, 12, 16, 32],
+    probe.add_argument("--channels", type=int, nargs="+", default=list(DEFAULT_CHANNELS),
                        help="input and output channel counts (every pair; default %(default)s)")
     probe.add_argument("--kernels", type=int, nargs="+", default=[1, 3], help="kernel sizes (default 1 3)")
     probe.add_argument("--strides", type=int, nargs="+", default=[1, 2], help="strides (default 1 2)")

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 
@@ -28,13 +29,12 @@ WRONG_EXIT, ERROR_EXIT = 3, 4
 
 @dataclass(frozen=True)
 class ConvCase:
-    """One Conv2d (no bias; padding -1 = kernel // 2, as the ResNets), forward and backward, `repeats` times."""
+    """One Conv2d (no bias, padding kernel // 2 as in the ResNets), forward and backward, `repeats` times."""
 
     in_channels: int
     out_channels: int
     kernel: int = 1
     stride: int = 1
-    padding: int = -1
     channels_last: bool = True
     threads: int = 2
     precision: str = "fp32"
@@ -43,10 +43,13 @@ class ConvCase:
     repeats: int = 3
 
 
-def grid(channels=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64), kernels=(1, 3), strides=(1, 2), threads=(1, 2),
+DEFAULT_CHANNELS = (1, 2, 3, 4, 6, 7, 8, 12, 16, 32)  # 7 and 8: either side of the AVX2 bug's boundary
+
+
+def grid(channels=DEFAULT_CHANNELS, kernels=(1, 3), strides=(1, 2), threads=(1, 2),
          precisions=("fp32",), layouts=(True, False), batch: int = 32, size: int = 28) -> list[ConvCase]:
     """Every combination of in/out channels (from `channels`), kernel, stride, layout, threads, precision."""
-    return [ConvCase(i, o, k, s, -1, cl, t, p, batch, size)
+    return [ConvCase(i, o, k, s, cl, t, p, batch, size)
             for i, o, k, s, cl, t, p in itertools.product(channels, channels, kernels, strides, layouts, threads, precisions)]
 
 
@@ -56,8 +59,7 @@ def run_case(case: ConvCase) -> bool:
 
     torch.set_num_threads(case.threads)
     gen = torch.Generator().manual_seed(0)
-    padding = case.kernel // 2 if case.padding < 0 else case.padding
-    conv = torch.nn.Conv2d(case.in_channels, case.out_channels, case.kernel, case.stride, padding, bias=False)
+    conv = torch.nn.Conv2d(case.in_channels, case.out_channels, case.kernel, case.stride, case.kernel // 2, bias=False)
     x = torch.randn(case.batch, case.in_channels, case.size, case.size, generator=gen)
     layout = torch.channels_last if case.channels_last else torch.contiguous_format
     reference = _gradients(conv.double(), x.double(), layout)
@@ -102,23 +104,48 @@ def _worker(cases_path: str, limit: float) -> None:
         started = time.perf_counter()
         pid = os.fork()
         if pid == 0:  # the child: never returns into the worker's loop
-            os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # glibc's "double free" lines: the outcome says it
+            _die_with_parent()
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)  # the results pipe is the worker's alone: it closes when the worker ends
+            os.dup2(devnull, 2)  # glibc's "double free" lines: the outcome says it
             try:
                 os._exit(0 if run_case(case) else WRONG_EXIT)
             except BaseException:
                 os._exit(ERROR_EXIT)
-        outcome = None
-        while outcome is None:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                outcome = _outcome(status)
-            elif time.perf_counter() - started > limit:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                outcome = "hang"
-            else:
-                time.sleep(0.005)
+        try:
+            outcome = _wait(pid, started, limit)
+        finally:
+            _reap(pid)
         print(json.dumps(dict(asdict(case), outcome=outcome, seconds=round(time.perf_counter() - started, 3))), flush=True)
+
+
+def _wait(pid: int, started: float, limit: float) -> str:
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return _outcome(status)
+        if time.perf_counter() - started > limit:
+            return "hang"
+        time.sleep(0.005)
+
+
+def _reap(pid: int) -> None:
+    """Kill the child if it still runs (a hang, or the worker itself stopping) and collect it."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
+def _die_with_parent() -> None:
+    """A child spinning in a kernel must not outlive a worker that was killed (Linux; elsewhere a no-op)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def probe(cases: list[ConvCase], isa: str | None = "AVX2", limit: float = 10.0, progress: bool = True) -> list[dict]:
@@ -127,7 +154,9 @@ def probe(cases: list[ConvCase], isa: str | None = "AVX2", limit: float = 10.0, 
     "error (exit N)"), seconds and `isa`."""
     from tqdm.std import tqdm
 
-    env = dict(os.environ)
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")  # CUDA's autograd threads would make the forks unsafe
+    env.pop("DNNL_MAX_CPU_ISA", None)
+    env.pop("ONEDNN_MAX_CPU_ISA", None)
     if isa:
         env["ONEDNN_MAX_CPU_ISA"] = isa
     records = []
@@ -138,17 +167,20 @@ def probe(cases: list[ConvCase], isa: str | None = "AVX2", limit: float = 10.0, 
         with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as worker, \
                 tqdm(total=len(cases), desc=f"probing convolutions (ISA {isa or 'native'})", disable=not progress,
                      file=sys.stderr, mininterval=2.0, ncols=100) as bar:
-            for line in iter(worker.stdout.readline, ""):  # line by line, not in read-ahead blocks
-                records.append(dict(json.loads(line), isa=isa or "native"))
-                bar.update(1)
+            deadline = threading.Timer(60 + len(cases) * (limit + 1), worker.kill)  # the probe never hangs either
+            deadline.start()
+            try:
+                for line in iter(worker.stdout.readline, ""):  # line by line, not in read-ahead blocks
+                    records.append(dict(json.loads(line), isa=isa or "native"))
+                    bar.update(1)
+            finally:
+                deadline.cancel()
             if worker.wait(timeout=60) != 0 or len(records) != len(cases):
                 raise RuntimeError(f"the probe worker ended after {len(records)} of {len(cases)} cases "
                                    f"(exit {worker.returncode})")
     return records
 
 
-if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
-    _worker(sys.argv[2], float(sys.argv[3]))
 
 
 def routed(record: dict) -> bool:
@@ -189,3 +221,7 @@ def describe_failures(records: list[dict]) -> str:
         return "no case failed"
     return "; ".join(f"{r.kernel}x{r.kernel} stride {r.stride}, {r.layout}, {r.precision}, ISA {r.ISA}: input channels "
                      f"{r.failing_in_channels} ({r.failed} of {r.cases} cases)" for r in rows.itertuples())
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
+    _worker(sys.argv[2], float(sys.argv[3]))

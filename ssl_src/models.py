@@ -132,19 +132,23 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def to_device_layout(module: nn.Module, device: torch.device) -> nn.Module:
+def needs_nchw(module: nn.Module, device: torch.device) -> bool:
+    """Whether the net, on a CPU, has a convolution whose channels_last kernel fails
+    (`hardware.channels_last_fails`: the stride-2 shortcut of a ResNet narrower than width 8)."""
+    return device.type == "cpu" and any(isinstance(m, nn.Conv2d) and channels_last_fails(m) for m in module.modules())
+
+
+def to_device_layout(module: nn.Module, device: torch.device, nchw: bool = False) -> nn.Module:
     """channels_last: the fast layout for convolutions with bf16 CPU kernels, on CUDA, and in fp32 from
-    width 8 up. A net with a convolution whose channels_last CPU kernel fails (`hardware.channels_last_fails`:
-    the stride-2 shortcut of a ResNet narrower than width 8) runs in NCHW throughout instead, which at such
-    widths is also the faster layout (the performance appendix)."""
-    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
-    if device.type != "cpu" or not any(channels_last_fails(conv) for conv in convs):
+    width 8 up. On the CPU a net that `needs_nchw` (or asked with `nchw=True`) runs in NCHW throughout
+    instead: every convolution takes its weight and its input in NCHW, whatever layout the data arrive in;
+    at such widths NCHW is also the faster layout (the performance appendix)."""
+    if not (nchw or needs_nchw(module, device)):
         return module.to(device=device, memory_format=torch.channels_last)
-    module = module.to(device=device)
-    for conv in convs:
-        # oneDNN takes channels_last if the input or the weight looks so: a 1x1 weight can, whatever its layout.
-        conv.weight.data = conv.weight.data.clone(memory_format=torch.contiguous_format)
-        conv.register_forward_pre_hook(_nchw_input)
+    module = module.to(device=device, memory_format=torch.contiguous_format)  # every 4-d weight NCHW
+    for conv in module.modules():
+        if isinstance(conv, nn.Conv2d):  # oneDNN takes channels_last if the input or the weight looks so
+            conv.register_forward_pre_hook(_nchw_input)
     return module
 
 

@@ -54,6 +54,7 @@ def test_a_cell_past_the_time_limit_fails_its_chapter_in_one_line(results_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # every smoke chapter, the benchmark and the convolution probe included
 def test_smoke_book_builds_offline_html(results_dir):
     assert build_book("smoke")
     html_dir = REPO_ROOT / "_build" / "smoke" / "_build" / "html"

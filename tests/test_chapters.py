@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ssl_src.chapters import check_parameters, directpred, eigenspace_alignment, learning_dynamics
+from ssl_src.chapters import check_parameters, directpred, eigenspace_alignment, learning_dynamics, performance
 from ssl_src.errors import UserError
 from ssl_src.theory import fixed_points
 
@@ -49,6 +49,20 @@ def test_directpred_claims_pair_variants_by_seed():
     assert claims["beats_linear"]["verdict"] == "reproduced"
     assert claims["beats_linear"]["statistic"]["per_seed"] == pytest.approx([0.042, 0.043, 0.044])
     assert directpred.claims(pd.DataFrame(rows), {"variants": ["DirectPred"]}) == []  # nothing to compare with
+
+
+def test_performance_check_fails_when_a_failing_convolution_is_not_routed():
+    results = {"widths": {"8": {"ratio": 2.0, "flops_fraction_of_peak": 0.5}}, "precision": "fp32",
+               "evaluation": {"total_s": 10.0}}
+    case = dict(in_channels=4, out_channels=8, kernel=1, stride=2, channels_last=True, threads=2, precision="fp32",
+                batch=32, size=28, repeats=3, isa="AVX2")
+    routed_failure = dict(case, outcome="hang")
+    check = lambda records: {c["id"]: c for c in performance.claims(results, {"widths": [8]}, records)}["failing_convolutions_routed"]
+    assert check([routed_failure, dict(case, in_channels=8, outcome="ok")])["verdict"] == "reproduced"
+    for unrouted in (dict(case, channels_last=False, outcome="crash (SIGBUS)"), dict(case, in_channels=8, outcome="wrong"),
+                     dict(case, kernel=3, outcome="error (exit 4)")):
+        verdict = check([routed_failure, unrouted])
+        assert verdict["verdict"] == "not reproduced" and verdict["statistic"]["value"] == 1
 
 
 @pytest.mark.parametrize("chapter, params, message", [

@@ -59,7 +59,8 @@ ERROR_CASES = [
     (["book", "--scale", "huge"], "unknown scale 'huge'"),
     (["book", "--scale", "smoke", "--cell-time-limit", "0"], "the cell time limit must be a positive number of seconds, got 0"),
     (CHAPTER[:-1] + ["--cell-time-limit", "-5"], "the cell time limit must be a positive number of seconds, got -5"),
-    (["probe-convs", "--batch", "0"], "--time-limit, --batch, --size, --channels and --threads must be positive"),
+    (["probe-convs", "--batch", "0"], "--time-limit, --batch, --size, --channels, --kernels, --strides and --threads must be positive"),
+    (["probe-convs", "--strides", "0"], "--strides and --threads must be positive"),
     (["probe-convs", "--precisions", "fp16"], "invalid choice: 'fp16'"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ]

@@ -54,7 +54,7 @@ def test_a_net_with_a_failing_layer_runs_in_nchw_throughout():
 def test_the_probe_finds_the_bug_and_the_rule_covers_every_failure():
     """Around the boundary (4, 7 and 8 input channels), 1 and 2 threads, both layouts. If no case fails, the
     pinned torch no longer has the bug: the routing (hardware.channels_last_fails) can go."""
-    cases = [ConvCase(i, 16, 1, 2, -1, layout, threads) for i in (4, 7, 8) for layout in (True, False) for threads in (1, 2)]
+    cases = [ConvCase(i, 16, 1, 2, layout, threads) for i in (4, 7, 8) for layout in (True, False) for threads in (1, 2)]
     records = probe(cases, "AVX2", limit=5.0, progress=False)
     failing = [r for r in records if r["outcome"] != "ok"]
     assert failing, "no probed case failed: the oneDNN AVX2 bug is gone from this torch, drop the routing"
@@ -72,7 +72,7 @@ def narrowest_nets() -> list[dict]:
         for scale in SCALES:
             cfgs = module.configs(resolve_parameters(module.PRESETS, scale))
             for cfg in sorted(cfgs, key=lambda c: c.width):
-                key = (cfg.arch, cfg.stem, cfg.image_size, cfg.dataset)
+                key = (cfg.method, cfg.predictor, cfg.arch, cfg.stem, cfg.image_size, cfg.dataset)
                 if key not in seen:
                     seen.add(key)
                     entries.append({"name": f"{chapter} ({scale})", "config": cfg.to_dict()})
