@@ -181,8 +181,6 @@ def probe(cases: list[ConvCase], isa: str | None = "AVX2", limit: float = 10.0, 
     return records
 
 
-
-
 def routed(record: dict) -> bool:
     """Whether training would route this case off channels_last (`hardware.channels_last_fails`)."""
     import torch

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .hardware import cpu_model, describe
+from .hardware import describe
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -233,22 +233,17 @@ def git_commit() -> str:
         return "unknown"
 
 
-def hardware_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{cpu_model()}, {torch.get_num_threads()} threads"
-
-
 def provenance(seed: int, device: torch.device, wall_seconds: float, precision: str, world_size: int = 1) -> dict:
+    machine = describe(device)  # instruction sets, oneDNN's ISA cap, threads
     return {
         "git_commit": git_commit(),
         "package_version": __version__,
         "seed": seed,
         "torch_version": torch.__version__,
         "device": device.type,
-        "hardware": hardware_description(device),
+        "hardware": machine["accelerator"] if device.type == "cuda" else f"{machine['cpu']}, {machine['torch_threads']} threads",
         "precision": precision,
-        "machine": describe(device),  # instruction sets, oneDNN's ISA cap, threads
+        "machine": machine,
         "wall_seconds": wall_seconds,
         "data_parallel_processes": world_size,
         "python": platform.python_version(),
