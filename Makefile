@@ -27,9 +27,11 @@ setup-dev: $(VENV)/.installed-dev
 data: setup
 	$(PY) -m ssl_src data fetch fashion_mnist
 
-# Execute every chapter at $(SCALE) (default quick) and build the HTML book.
+# Execute every chapter at $(SCALE) (default quick) and build the HTML book. At the quick scale the runs
+# are read from results/quick/ (minutes); RETRAIN=1 trains them again (hours).
+RETRAIN ?= 0
 book: data
-	$(PY) -m ssl_src book --scale $(SCALE)
+	$(PY) -m ssl_src book --scale $(SCALE) $(if $(filter-out 0,$(RETRAIN)),--retrain,)
 
 # Unit and smoke tests, then the smoke-scale book.
 test: setup-dev data

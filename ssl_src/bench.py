@@ -43,7 +43,7 @@ def gemm_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 10, device=to
 
 def step_config(width: int, **overrides) -> TrainConfig:
     """The configuration of the benchmarked SimSiam step (ResNet-18, `IMAGE_SIZE` px, batch `BATCH`)."""
-    return TrainConfig(width=width, batch_size=BATCH, image_size=IMAGE_SIZE, proj_layers=2, **overrides)
+    return TrainConfig(**{"width": width, "batch_size": BATCH, "image_size": IMAGE_SIZE, "proj_layers": 2, **overrides})
 
 
 class OurStep:
@@ -61,11 +61,16 @@ class OurStep:
         self.generator = torch.Generator(device=device).manual_seed(0)
         self.rng = np.random.default_rng(0)
 
+    @property
+    def batch(self) -> int:
+        return self.cfg.batch_size
+
     def step(self) -> None:
-        idx = torch.from_numpy(self.rng.choice(len(self.data.train_images), BATCH, replace=False))
+        idx = torch.from_numpy(self.rng.choice(len(self.data.train_images), self.batch, replace=False))
         images = self.data.train_images[idx].to(self.device)
-        x1 = augment(images, self.cfg.augment, IMAGE_SIZE, self.data.mean, self.data.std, self.generator)
-        x2 = augment(images, self.cfg.augment, IMAGE_SIZE, self.data.mean, self.data.std, self.generator)
+        size = self.cfg.image_size
+        x1 = augment(images, self.cfg.augment, size, self.data.mean, self.data.std, self.generator)
+        x2 = augment(images, self.cfg.augment, size, self.data.mean, self.data.std, self.generator)
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
             loss = self.model(x1, x2)["loss"]
         self.optimizer.zero_grad(set_to_none=True)
@@ -84,6 +89,8 @@ class OurStep:
 class PeerStep:
     """lightly's documented SimSiam recipe: per-image SimSiamTransform in a 2-worker DataLoader, the
     lightly heads and loss, two forward passes, fp32, on the same backbone."""
+
+    batch = BATCH
 
     def __init__(self, width: int, data: datasets.ImageData):
         from lightly.loss import NegativeCosineSimilarity
@@ -135,21 +142,67 @@ def pairs_per_second(pipeline, steps: int) -> float:
     started = time.perf_counter()
     for _ in range(steps):
         pipeline.step()
-    return steps * BATCH / (time.perf_counter() - started)
+    return steps * pipeline.batch / (time.perf_counter() - started)
+
+
+def sweep_config() -> dict:
+    """The net of a quick-scale sweep: the capacity chapter's quick preset (width, image size, batch), fp32."""
+    from .chapters.capacity_vs_data import PRESETS
+
+    quick = PRESETS["quick"]
+    return dict(width=quick["widths"][0], image_size=quick["image_size"], batch_size=quick["batch_size"], precision="fp32")
+
+
+def _sweep_worker(config: dict, threads: int, steps: int, barrier, results) -> None:
+    """One run of a sweep: its share of the cores; all workers start timing together (the barrier)."""
+    torch.set_num_threads(threads)
+    config = dict(config)
+    pipeline = OurStep(config.pop("width"), datasets.load("fashion_mnist"), torch.device("cpu"), **config)
+    pairs_per_second(pipeline, 2)
+    barrier.wait()
+    results.put(pairs_per_second(pipeline, steps))
+
+
+def sweep_throughput(jobs: int, steps: int, rounds: int, log=print) -> dict:
+    """Pairs/s of a sweep of the quick preset's runs on the CPU: one run with every core, against `jobs` runs
+    at once with cores / jobs threads each (their pairs/s summed), in alternating rounds."""
+    from multiprocessing import get_context
+
+    from .sweep import cpu_cores
+
+    config, cores = sweep_config(), cpu_cores()
+    ctx = get_context("spawn")
+    single_pipeline = OurStep(config["width"], datasets.load("fashion_mnist"), torch.device("cpu"),
+                              **{k: v for k, v in config.items() if k != "width"})
+    pairs_per_second(single_pipeline, 2)
+    single, parallel = [], []
+    for r in range(rounds):
+        single.append(pairs_per_second(single_pipeline, steps))
+        barrier, queue = ctx.Barrier(jobs), ctx.Queue()
+        workers = [ctx.Process(target=_sweep_worker, args=(config, max(1, cores // jobs), steps, barrier, queue))
+                   for _ in range(jobs)]
+        for w in workers:
+            w.start()
+        parallel.append(sum(queue.get(timeout=600) for _ in workers))
+        for w in workers:
+            w.join(timeout=60)
+        log(f"sweep round {r + 1}/{rounds}: one run {single[-1]:.0f} pairs/s, {jobs} runs at once {parallel[-1]:.0f} pairs/s")
+    one, many = statistics.median(single), statistics.median(parallel)
+    return {"config": config, "cores": cores, "jobs": jobs, "single_run_pairs_per_s": one,
+            "sweep_pairs_per_s": many, "speed_up": many / one}
 
 
 def evaluation_cost(data: datasets.ImageData, device) -> dict:
-    """Seconds for features (60k + 10k), the collapse metrics and kNN of one run of the quick scale
+    """Seconds for fp32 features (60k + 10k), the collapse metrics and kNN of one run of the quick scale
     (the capacity chapter's quick preset: its width and image size)."""
     from .chapters.capacity_vs_data import PRESETS
 
     quick = PRESETS["quick"]
     width, size = quick["widths"][0], quick["image_size"]
     model = to_device_layout(build_model(TrainConfig(width=width, image_size=size, proj_layers=2), data.channels), device)
-    dtype = autocast_dtype("auto", device)
     started = time.perf_counter()
-    train_x = extract_features(model.backbone, data.train_images, data, size, device, autocast_dtype=dtype)
-    test_x = extract_features(model.backbone, data.test_images, data, size, device, autocast_dtype=dtype)
+    train_x = extract_features(model.backbone, data.train_images, data, size, device)
+    test_x = extract_features(model.backbone, data.test_images, data, size, device)
     features = time.perf_counter()
     collapse_metrics(train_x)
     metrics = time.perf_counter()
@@ -195,8 +248,9 @@ def lightly_available() -> bool:
     return importlib.util.find_spec("lightly") is not None
 
 
-def run_benchmark(widths=(8, 16), rounds: int = 3, steps: int = 8, log=print) -> dict:
-    """Every measurement of the module docstring; the peer is skipped (NaN) where lightly is not installed."""
+def run_benchmark(widths=(8, 16), rounds: int = 3, steps: int = 8, sweep_jobs: int = 0, log=print) -> dict:
+    """Every measurement of the module docstring; the peer is skipped (NaN) where lightly is not installed.
+    The sweep throughput runs `sweep_jobs` runs at once (0 = one per core; on a CPU only)."""
     data = datasets.load("fashion_mnist")
     with_peer = lightly_available()
     if not with_peer:
@@ -235,6 +289,10 @@ def run_benchmark(widths=(8, 16), rounds: int = 3, steps: int = 8, log=print) ->
         }
     results["ablation"] = {"width": max(widths), "pairs_per_s": ablation(max(widths), data, device, rounds, steps, log)}
     results["evaluation"] = evaluation_cost(data, device)
+    if device.type == "cpu":
+        from .sweep import cpu_cores
+
+        results["sweep"] = sweep_throughput(sweep_jobs or cpu_cores(), steps, rounds, log)
     return results
 
 
@@ -252,4 +310,9 @@ def format_table(results: dict) -> str:
     e = results["evaluation"]
     lines.append(f"evaluation (60k/10k, width {e['width']}, {e['image_size']} px): features {e['features_s']:.1f} s, metrics {e['metrics_s']:.1f} s, "
                  f"kNN {e['knn_s']:.1f} s, total {e['total_s']:.1f} s")
+    if "sweep" in results:
+        w = results["sweep"]
+        lines.append(f"sweep (width {w['config']['width']}, {w['config']['image_size']} px, batch {w['config']['batch_size']}, fp32): "
+                     f"one run on {w['cores']} cores {w['single_run_pairs_per_s']:.0f} pairs/s, {w['jobs']} runs at once "
+                     f"{w['sweep_pairs_per_s']:.0f} pairs/s in all ({w['speed_up']:.2f}x)")
     return "\n".join(lines)

@@ -112,9 +112,12 @@ class ChapterResult:
         return f"chapter {self.name} ({self.scale}) FAILED after {self.seconds:.1f} s: {self.error}; notebook kept at {self.notebook}"
 
 
-def run_chapter(name: str, scale: str, params: dict | None = None, cell_time_limit: float | None = None) -> ChapterResult:
+def run_chapter(name: str, scale: str, params: dict | None = None, cell_time_limit: float | None = None, *,
+                jobs: int = 0, retrain: bool = False) -> ChapterResult:
     """Execute one chapter with papermill into the staging directory of its scale; a cell that runs longer
-    than `cell_time_limit` seconds (default: the scale's `CELL_TIME_LIMIT`) fails the chapter."""
+    than `cell_time_limit` seconds (default: the scale's `CELL_TIME_LIMIT`) fails the chapter. Its runs are
+    read from the scale's published set unless `retrain`; missing ones are trained, `jobs` at once (0 = the
+    default of `ssl_src.sweep`)."""
     import papermill
     from nbclient.exceptions import CellTimeoutError
     from papermill.exceptions import PapermillExecutionError
@@ -122,11 +125,15 @@ def run_chapter(name: str, scale: str, params: dict | None = None, cell_time_lim
     params = dict(params or {})
     _check_chapter(name, scale, params)
     limit = _cell_time_limit(scale, cell_time_limit)
+    if jobs < 0:
+        raise UserError(f"--jobs must be >= 0 (0 = the default), got {jobs}")
     stage = _stage_sources(scale)
     output = stage / "book" / f"{name}.ipynb"
     failed = REPO_ROOT / "_build" / scale / "failed" / f"{name}.ipynb"
     failed.unlink(missing_ok=True)
-    os.environ["SSL_RESULTS"] = str(results_root().resolve())  # the kernel inherits it
+    os.environ["SSL_RESULTS"] = str(results_root().resolve())  # the kernel inherits these
+    os.environ["SSL_JOBS"] = str(jobs)
+    os.environ["SSL_RETRAIN"] = "1" if retrain else "0"
     started = time.perf_counter()
     try:
         papermill.execute_notebook(
@@ -156,7 +163,7 @@ def _cell_time_limit(scale: str, given: float | None) -> float:
     return limit
 
 
-def build_book(scale: str, cell_time_limit: float | None = None) -> bool:
+def build_book(scale: str, cell_time_limit: float | None = None, *, jobs: int = 0, retrain: bool = False) -> bool:
     """Run every chapter; build the HTML only if all succeeded. Prints a timing table.
 
     Two builds of the same scale take turns (a lock on `_build/<scale>.lock`); runs they share are
@@ -166,15 +173,15 @@ def build_book(scale: str, cell_time_limit: float | None = None) -> bool:
     _cell_time_limit(scale, cell_time_limit)
     busy = f"another book build of the {scale} scale is running here; waiting for it"
     with exclusive(REPO_ROOT / "_build" / f"{scale}.lock", busy, log=lambda msg: print(msg, file=sys.stderr, flush=True)):
-        return _build_book(scale, cell_time_limit)
+        return _build_book(scale, cell_time_limit, jobs, retrain)
 
 
-def _build_book(scale: str, cell_time_limit: float | None) -> bool:
+def _build_book(scale: str, cell_time_limit: float | None, jobs: int, retrain: bool) -> bool:
     shutil.rmtree(stage_dir(scale), ignore_errors=True)  # no page survives from an earlier build
     results = []
     for name in chapter_names():
         print(f"executing chapter {name} at {scale} scale ...", file=sys.stderr, flush=True)
-        result = run_chapter(name, scale, cell_time_limit=cell_time_limit)
+        result = run_chapter(name, scale, cell_time_limit=cell_time_limit, jobs=jobs, retrain=retrain)
         print(result.describe(), file=sys.stderr, flush=True)
         results.append(result)
     failed = [r for r in results if not r.ok]
@@ -194,7 +201,7 @@ def _build_book(scale: str, cell_time_limit: float | None) -> bool:
             return False
     times = {"scale": scale, "chapters": {r.name: round(r.seconds, 1) for r in results},
              "html_build_seconds": round(build_seconds, 1)}
-    write_json_atomic(results_root() / scale / "build_times.json", times)
+    write_json_atomic(results_root() / scale / "chapters" / "build_times.json", times)
     print(f"\n{'chapter':<32}{'seconds':>10}{'status':>10}")
     for r in results:
         print(f"{r.name:<32}{r.seconds:>10.1f}{'ok' if r.ok else 'FAILED':>10}")

@@ -1,16 +1,19 @@
 """Verdicts on a paper's claims, computed from seed-paired differences (never written by hand).
 
 Seed-to-seed spread is larger than many effects at CPU scale, so every comparison is paired by seed
-(same seed = same initial network) and judged against its own standard error:
+(same seed = same initial network) and judged by a paired t-test (scipy.stats, df = n - 1):
 
-- reproduced: every seed shows the paper's sign and the mean is more than 2 standard errors from 0;
-- not reproduced: the mean has the opposite sign by more than 2 SE, or the whole 2-SE interval lies
-  below `min_effect` in the paper's direction (the effect, if any, is negligible);
-- inconclusive: anything else, including fewer than two seeds.
+- reproduced: the one-sided test in the paper's direction has p < 0.05;
+- not reproduced: there is evidence against the claim: the two-sided 95 % interval lies on the wrong
+  side of 0, or wholly below the paper's effect size (an effect, if any, much smaller than the paper's);
+- inconclusive: anything else, including fewer than 3 seeds or an unmet precondition.
 
-A claim that two conditions are *comparable* (direction 0) is judged against a margin instead:
-reproduced when the whole 2-SE interval lies within +-margin, not reproduced when it lies outside.
-A claim checked by one deterministic measurement (a simulation, a benchmark) holds or does not.
+A claim that two conditions are *comparable* (direction 0) is an equivalence test within +-margin
+(two one-sided tests): reproduced when both reject at 0.05, not reproduced when the 95 % interval lies
+wholly outside the margin.
+
+A deterministic measurement (a simulation against a closed form, a benchmark target) is a *check*:
+it holds or fails, and is never called a reproduced claim.
 """
 from __future__ import annotations
 
@@ -18,53 +21,99 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import special
 
+ALPHA = 0.05
+MIN_SEEDS = 3
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
+CHECK_VERDICTS = ("holds", "fails", "not measured")
 
 
-def paired_verdict(differences: Sequence[float], direction: int, min_effect: float) -> tuple[str, dict]:
-    """Verdict for per-seed differences whose expected sign (by the paper) is `direction` (+1 or -1)."""
+def _t_test(d: np.ndarray, against: float, alternative: str) -> float:
+    """p of the one-sample t-test of mean(d) against `against` (what scipy.stats.ttest_1samp gives, from
+    Student's t distribution directly: the Monte-Carlo test calls it 10^5 times); identical differences
+    (no spread) are decided by their side of `against` alone."""
+    if np.all(d == d[0]):
+        return 0.0 if (d[0] > against if alternative == "greater" else d[0] < against) else 1.0
+    t = (d.mean() - against) / (d.std(ddof=1) / math.sqrt(len(d)))
+    return float(special.stdtr(len(d) - 1, -t if alternative == "greater" else t))
+
+
+def paired_verdict(differences: Sequence[float], direction: int, paper_effect: float | None = None,
+                   margin: float | None = None) -> tuple[str, dict]:
+    """Verdict for per-seed differences whose expected sign (by the paper) is `direction` (+1 or -1), with
+    the paper's effect size (>= 0, along `direction`, in the same units) where the paper gives one; or, for
+    direction 0, equivalence within +-`margin`."""
     d = np.asarray(differences, dtype=float)
     n = len(d)
     mean = float(d.mean()) if n else math.nan
     se = float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
-    statistic = {"mean_difference": mean, "standard_error": se, "n_seeds": n, "per_seed": d.tolist()}
-    if n < 2:
+    half_width = float(special.stdtrit(n - 1, 1 - ALPHA / 2) * se) if n > 1 else math.inf
+    low, high = mean - half_width, mean + half_width
+    statistic = {"mean_difference": mean, "standard_error": se, "ci95": [low, high], "n_seeds": n,
+                 "per_seed": d.tolist(), "direction": direction, "paper_effect": paper_effect,
+                 "margin": margin, "p_value": math.nan, "effect_fraction": math.nan,
+                 "test": "paired t-test, one-sided" if direction else "paired equivalence test (TOST)"}
+    if direction and paper_effect:
+        statistic["effect_fraction"] = direction * mean / paper_effect
+    if n < MIN_SEEDS:
+        statistic["reason"] = f"{n} seed(s): at least {MIN_SEEDS} are needed"
         return "inconclusive", statistic
-    if direction == 0:  # equivalence within +-min_effect
-        if abs(mean) + 2 * se < min_effect:
+    if direction == 0:
+        if margin is None or margin <= 0:
+            raise ValueError("an equivalence claim needs a positive margin")
+        p = max(_t_test(d, -margin, "greater"), _t_test(d, margin, "less"))
+        statistic["p_value"] = p
+        if p < ALPHA:
             return "reproduced", statistic
-        return ("not reproduced" if abs(mean) - 2 * se > min_effect else "inconclusive"), statistic
-    along = direction * d  # positive = the paper's direction
-    mean_along = direction * mean
-    if np.all(along > 0) and mean_along > 2 * se:
+        return ("not reproduced" if low > margin or high < -margin else "inconclusive"), statistic
+    if direction not in (1, -1):
+        raise ValueError(f"direction must be +1, -1 or 0, got {direction}")
+    p = _t_test(d, 0.0, "greater" if direction > 0 else "less")
+    statistic["p_value"] = p
+    if p < ALPHA:
         return "reproduced", statistic
-    if mean_along < -2 * se or mean_along + 2 * se < min_effect:
+    far_side = high if direction > 0 else -low  # the interval's end in the paper's direction
+    if far_side < 0 or (paper_effect and far_side < paper_effect):
         return "not reproduced", statistic
     return "inconclusive", statistic
 
 
-def claim(claim_id: str, statement: str, paper: str, differences: Sequence[float], direction: int,
-          min_effect: float, what: str) -> dict:
-    """One entry of a chapter's `claims` list, from seed-paired differences."""
-    verdict, statistic = paired_verdict(differences, direction, min_effect)
+def claim(claim_id: str, statement: str, paper: str, differences: Sequence[float], direction: int, what: str, *,
+          paper_effect: float | None = None, margin: float | None = None,
+          precondition: tuple[bool, str] | None = None) -> dict:
+    """One entry of a chapter's `claims` list, from seed-paired differences. A precondition that does not
+    hold (e.g. "both nets are above the random-init network") makes the claim inconclusive, with its reason."""
+    verdict, statistic = paired_verdict(differences, direction, paper_effect, margin)
     statistic["what"] = what
-    statistic["min_effect"] = min_effect
-    return _entry(claim_id, statement, paper, statistic, verdict)
+    if precondition is not None and not precondition[0]:
+        verdict, statistic["reason"] = "inconclusive", f"precondition not met: {precondition[1]}"
+    return {"id": claim_id, "kind": "claim", "statement": statement, "paper": paper, "statistic": statistic,
+            "verdict": verdict}
 
 
-def measured_claim(claim_id: str, statement: str, paper: str, value: float, holds: bool | None, what: str) -> dict:
-    """One entry of a chapter's `claims` list, from one deterministic measurement; holds=None = not measured."""
-    verdict = "inconclusive" if holds is None else "reproduced" if holds else "not reproduced"
-    return _entry(claim_id, statement, paper, {"value": value, "what": what}, verdict)
+def deterministic_check(check_id: str, statement: str, reference: str, value: float, holds: bool | None,
+                        what: str) -> dict:
+    """One entry of a chapter's `claims` list from one deterministic measurement: holds, fails, or (None)
+    not measured."""
+    verdict = "not measured" if holds is None else "holds" if holds else "fails"
+    return {"id": check_id, "kind": "check", "statement": statement, "paper": reference,
+            "statistic": {"value": value, "what": what}, "verdict": verdict}
 
 
-def _entry(claim_id: str, statement: str, paper: str, statistic: dict, verdict: str) -> dict:
-    return {
-        "id": claim_id,
-        "statement": statement,
-        "paper": paper,
-        "reproduced": verdict == "reproduced",
-        "statistic": statistic,
-        "verdict": verdict,
-    }
+def describe(entry: dict, scale: float = 1.0, unit: str = "") -> str:
+    """One line for a chapter's table: mean difference, 95 % interval, p, n and the fraction of the paper's
+    effect (values multiplied by `scale`, e.g. 100 for accuracy points)."""
+    s = entry["statistic"]
+    if entry["kind"] == "check":
+        return s["what"]
+    low, high = (scale * v for v in s["ci95"])
+    text = (f"{s['what']}: {scale * s['mean_difference']:+.3g}{unit} (95 % CI {low:+.3g} to {high:+.3g}), "
+            f"p = {s['p_value']:.3g}, n = {s['n_seeds']}")
+    if s["direction"] == 0:
+        text += f", margin +-{scale * s['margin']:.3g}{unit}"
+    elif s.get("paper_effect"):
+        text += f", {100 * s['effect_fraction']:.0f} % of the paper's effect"
+    if s.get("reason"):
+        text += f"; {s['reason']}"
+    return text

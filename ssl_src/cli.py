@@ -1,4 +1,4 @@
-"""`python -m ssl_src`: train, data, chapter and book commands.
+"""`python -m ssl_src`: train, data, chapter, book, runs, replay, bench and probe-convs commands.
 
 Bad input is one line on stderr and exit code 2; `--debug` shows the traceback instead.
 """
@@ -98,7 +98,8 @@ def cmd_data(args) -> int:
 def cmd_chapter(args) -> int:
     from .book import parse_parameters, run_chapter
 
-    result = run_chapter(args.name, args.scale, parse_parameters(args.param), args.cell_time_limit)
+    result = run_chapter(args.name, args.scale, parse_parameters(args.param), args.cell_time_limit, jobs=args.jobs,
+                         retrain=args.retrain)
     print(result.describe())
     return 0 if result.ok else 1
 
@@ -106,7 +107,18 @@ def cmd_chapter(args) -> int:
 def cmd_book(args) -> int:
     from .book import build_book
 
-    return 0 if build_book(args.scale, args.cell_time_limit) else 1
+    return 0 if build_book(args.scale, args.cell_time_limit, jobs=args.jobs, retrain=args.retrain) else 1
+
+
+def cmd_runs(args) -> int:
+    from .book import parse_parameters
+    from .chapters import chapter_runs
+
+    summaries = chapter_runs(args.name, args.scale, parse_parameters(args.param), jobs=args.jobs, retrain=args.retrain)
+    keys = ("run_id", "method", "arch", "width", "subset", "seed", "steps", "loss", "weighted_knn_acc", "linear_acc", "auc")
+    for summary in summaries:
+        print(json.dumps(json_safe({k: summary.get(k) for k in keys})))
+    return 0
 
 
 def cmd_bench(args) -> int:
@@ -138,8 +150,23 @@ def cmd_probe_convs(args) -> int:
     return 0
 
 
+def add_sweep_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--jobs", type=int, default=0, metavar="N",
+                        help="runs trained at once, each with its share of the cores (default: by scale and device, "
+                             "see ssl_src.sweep.CPU_JOBS)")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train every run again instead of reading the published results (results/SCALE/runs/)")
+
+
+def cmd_replay(args) -> int:
+    from .replay import replay
+
+    return 0 if replay(steps=args.steps, run_id=args.run) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .book import CELL_TIME_LIMIT
+    from .replay import REPLAY_STEPS
     from .kernel_probe import DEFAULT_CHANNELS
     from .train import CHECKPOINT_EVERY
 
@@ -169,12 +196,29 @@ def build_parser() -> argparse.ArgumentParser:
     chapter.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                          help="override a notebook parameter (VALUE is YAML: 3, [0, 1], 'text')")
     chapter.add_argument("--cell-time-limit", type=float, metavar="SECONDS", help=cell_limit_help)
+    add_sweep_flags(chapter)
     chapter.set_defaults(func=cmd_chapter)
 
     book = sub.add_parser("book", help="execute every chapter and build the HTML book")
     book.add_argument("--scale", default="quick", help=f"one of {', '.join(SCALES)} (default %(default)s)")
     book.add_argument("--cell-time-limit", type=float, metavar="SECONDS", help=cell_limit_help)
+    add_sweep_flags(book)
     book.set_defaults(func=cmd_book)
+
+    runs = sub.add_parser("runs", help="train (or read) every stored run a chapter uses, without executing it; "
+                          "print one JSON line per run")
+    runs.add_argument("name", help="chapter name (book/NAME.ipynb)")
+    runs.add_argument("--scale", default="quick", help=f"one of {', '.join(SCALES)} (default %(default)s)")
+    runs.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                      help="override a chapter parameter (VALUE is YAML)")
+    add_sweep_flags(runs)
+    runs.set_defaults(func=cmd_runs)
+
+    replay = sub.add_parser("replay", help="re-train published runs and compare them with what was published")
+    replay.add_argument("--steps", type=int, default=REPLAY_STEPS,
+                        help="steps of the published quick run to re-train (default %(default)s)")
+    replay.add_argument("--run", metavar="RUN_ID", help="the published quick run (default: the first of the capacity chapter)")
+    replay.set_defaults(func=cmd_replay)
     bench = sub.add_parser("bench", help="throughput vs a lightly peer pipeline, FLOP/s vs GEMM peak, evaluation cost")
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     bench.add_argument("--widths", type=int, nargs="+", default=[8, 16], help="ResNet-18 widths (default 8 16)")

@@ -1,5 +1,10 @@
 """The run store: `results/<run_id>/` per training run, identified by a hash of its whole configuration.
 
+Beside it, each scale has a *published* set, `results/<scale>/runs/<run_id>/`: the small files of every
+run a chapter used (config, summary, provenance, loss and monitor curves; never checkpoints or models).
+`results/quick/` is committed, so the book re-renders from it without training; `find_run` reads a run
+from either place.
+
 A run directory is finished (a valid `summary.json` naming the run) or resumable (`checkpoint.pt`, with
 the one before it kept as `checkpoint.prev.pt`). Every file is written atomically (temporary file,
 fsync, rename), so a killed run never leaves a directory that looks finished; a run that diverged
@@ -17,13 +22,16 @@ import os
 import platform
 import subprocess
 import pickle
+import shutil
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
 import torch
 
 from . import __version__
+from .errors import UserError
 from .hardware import describe
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -33,10 +41,24 @@ def results_root() -> Path:
     return Path(os.environ.get("SSL_RESULTS", "results")).expanduser()
 
 
+# The version of what a run computes. Bump it only when a change alters a run's numbers (its losses, its
+# evaluation, its summary's fields): a refactor that keeps the numbers keeps every published run valid,
+# and the replay check (`python -m ssl_src replay`) is what catches a change that should have bumped it.
+# 2: features for evaluation and the monitor always in fp32; the weighted kNN (Wu et al.) in the summary.
+TRAINING_SEMANTICS = 2
+PUBLISHED_FILES = ("config.json", "metrics.jsonl", "monitor.jsonl", "provenance.json", "summary.json")  # summary last
+
+
 def run_id(config: dict) -> str:
-    """12 hex digits of sha256 over the canonical JSON of the config and the package version."""
-    canonical = json.dumps({"config": config, "version": __version__}, sort_keys=True, separators=(",", ":"))
+    """12 hex digits of sha256 over the canonical JSON of the config and the training-semantics version
+    (the package version goes into provenance, not into the id)."""
+    canonical = json.dumps({"config": config, "semantics": TRAINING_SEMANTICS}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def published_root(scale: str) -> Path:
+    """The published runs of a scale (committed for `quick`)."""
+    return results_root() / scale / "runs"
 
 
 def json_safe(value):
@@ -92,18 +114,92 @@ def exclusive(lock_path: Path, busy_message: str, log=print):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-class Run:
-    """One run directory: config.json, metrics.jsonl (per-step), monitor.jsonl, provenance.json, model.pt,
-    summary.json; while training, checkpoint.pt and checkpoint.prev.pt."""
+class StoredRun:
+    """A run directory read through the store: its summary, config, provenance and curves."""
 
-    def __init__(self, config: dict, root: Path | None = None):
-        self.config = config
-        self.id = run_id(config)
-        self.dir = (root or results_root()) / self.id
+    def __init__(self, run_dir: Path, run_id_: str):
+        self.dir, self.id = run_dir, run_id_
 
     @property
     def summary_path(self) -> Path:
         return self.dir / "summary.json"
+
+    def finished(self) -> bool:
+        try:
+            return json.loads(self.summary_path.read_text()).get("run_id") == self.id
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def summary(self) -> dict:
+        return json.loads(self.summary_path.read_text())
+
+    def stored_config(self) -> dict:
+        return json.loads((self.dir / "config.json").read_text())["config"]
+
+    def provenance(self) -> dict:
+        return json.loads((self.dir / "provenance.json").read_text())
+
+    def _records(self, name: str) -> list[dict]:
+        path = self.dir / name
+        if not path.exists():
+            return []
+        records = []
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:  # the last line of a killed run may be torn
+                continue
+        return records
+
+    def metrics(self) -> list[dict]:
+        """The loss curve: one record per logged step."""
+        return self._records("metrics.jsonl")
+
+    def monitor(self) -> list[dict]:
+        """The live collapse metrics: one record per monitored step."""
+        return self._records("monitor.jsonl")
+
+
+def find_run(run_id_: str, scale: str | None = None) -> StoredRun:
+    """A finished run, from the working store or a published set (that of `scale` first)."""
+    from .chapters import SCALES
+
+    scales = [scale] if scale else []
+    places = [results_root() / run_id_] + [published_root(s) / run_id_ for s in scales + [s for s in SCALES if s != scale]]
+    for place in places:
+        run = StoredRun(place, run_id_)
+        if run.finished():
+            return run
+    raise UserError(f"run {run_id_} is neither in the run store {results_root()} nor in a published set")
+
+
+def publish(run: StoredRun, scale: str) -> StoredRun:
+    """Copy a finished run's small files into the scale's published set (atomically, summary last, so a
+    half-copied run never looks finished)."""
+    published = StoredRun(published_root(scale) / run.id, run.id)
+    if published.dir.resolve() == run.dir.resolve():
+        return published
+    published.summary_path.unlink(missing_ok=True)
+    for name in PUBLISHED_FILES:
+        source = run.dir / name
+        if source.exists():
+            published.dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=published.dir, prefix=f".{name}.", suffix=".tmp")
+            os.close(fd)
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, published.dir / name)
+        else:
+            (published.dir / name).unlink(missing_ok=True)
+    return published
+
+
+class Run(StoredRun):
+    """One run directory of the working store: config.json, metrics.jsonl (per-step), monitor.jsonl,
+    provenance.json, model.pt, summary.json; while training, checkpoint.pt and checkpoint.prev.pt."""
+
+    def __init__(self, config: dict, root: Path | None = None):
+        self.config = config
+        super().__init__((root or results_root()) / run_id(config), run_id(config))
 
     @property
     def checkpoint_path(self) -> Path:
@@ -119,15 +215,6 @@ class Run:
     def failed_path(self) -> Path:
         return self.dir / "failed.json"
 
-    def finished(self) -> bool:
-        try:
-            return json.loads(self.summary_path.read_text()).get("run_id") == self.id
-        except (OSError, ValueError, AttributeError):
-            return False
-
-    def summary(self) -> dict:
-        return json.loads(self.summary_path.read_text())
-
     def lock(self, log=print):
         """Exclusive use of the run directory: a second process (another book build) waits, then finds
         the run finished and re-uses it."""
@@ -138,7 +225,7 @@ class Run:
         self.dir.mkdir(parents=True, exist_ok=True)
         for stale in ("summary.json", "metrics.jsonl", "monitor.jsonl", "failed.json", *(p.name for p in self.resume_paths)):
             (self.dir / stale).unlink(missing_ok=True)
-        write_json_atomic(self.dir / "config.json", {"run_id": self.id, "version": __version__, "config": self.config})
+        write_json_atomic(self.dir / "config.json", {"run_id": self.id, "semantics": TRAINING_SEMANTICS, "config": self.config})
 
     def save_checkpoint(self, state: dict) -> None:
         """The newest checkpoint; the previous one is kept, in case this one is ever found unreadable.
@@ -187,18 +274,6 @@ class Run:
         with open(self.dir / name, "a") as f:
             f.write(json.dumps(json_safe(record)) + "\n")
 
-    def _records(self, name: str) -> list[dict]:
-        path = self.dir / name
-        if not path.exists():
-            return []
-        records = []
-        for line in path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except ValueError:  # the last line of a killed run may be torn
-                continue
-        return records
-
     def log_metrics(self, record: dict) -> None:
         """Per-step training metrics (loss, lr, throughput)."""
         self._append("metrics.jsonl", record)
@@ -206,9 +281,6 @@ class Run:
     def log_monitor(self, record: dict) -> None:
         """Live collapse metrics of the probe set during training."""
         self._append("monitor.jsonl", record)
-
-    def monitor(self) -> list[dict]:
-        return self._records("monitor.jsonl")
 
     def write_summary(self, summary: dict) -> None:
         write_json_atomic(self.summary_path, summary)
@@ -238,6 +310,7 @@ def provenance(seed: int, device: torch.device, wall_seconds: float, precision: 
     return {
         "git_commit": git_commit(),
         "package_version": __version__,
+        "training_semantics": TRAINING_SEMANTICS,
         "seed": seed,
         "torch_version": torch.__version__,
         "device": device.type,
@@ -245,6 +318,7 @@ def provenance(seed: int, device: torch.device, wall_seconds: float, precision: 
         "precision": precision,
         "machine": machine,
         "wall_seconds": wall_seconds,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "data_parallel_processes": world_size,
         "python": platform.python_version(),
     }

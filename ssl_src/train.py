@@ -219,10 +219,9 @@ def resolved(cfg: TrainConfig, train_size: int) -> TrainConfig:
 
 def evaluate_backbone(method, cfg: TrainConfig, data: datasets.ImageData, device) -> dict:
     """Evaluation of the method's backbone, plus the normalised std of its projector output (where it has one)."""
-    dtype = autocast_dtype(cfg.precision, device)
     data = datasets.evaluation_view(data, cfg.eval_train_images, cfg.eval_test_images)
-    train_x = extract_features(method.backbone, data.train_images, data, cfg.image_size, device, autocast_dtype=dtype)
-    test_x = extract_features(method.backbone, data.test_images, data, cfg.image_size, device, autocast_dtype=dtype)
+    train_x = extract_features(method.backbone, data.train_images, data, cfg.image_size, device)
+    test_x = extract_features(method.backbone, data.test_images, data, cfg.image_size, device)
     result = evaluate_features(train_x, test_x, data)
     projector = getattr(method, "projector", None)
     if projector is not None:
@@ -238,18 +237,17 @@ def _log(msg: str) -> None:
 
 
 class CollapseMonitor:
-    """Collapse metrics of the backbone features of a fixed probe set, every `every` steps."""
+    """Collapse metrics of the fp32 backbone features of a fixed probe set, every `monitor_every` steps."""
 
-    def __init__(self, run: Run, data: datasets.ImageData, cfg: TrainConfig, device, dtype):
+    def __init__(self, run: Run, data: datasets.ImageData, cfg: TrainConfig, device):
         idx = torch.from_numpy(datasets.data_permutation(len(data.train_images), cfg.data_seed + 1)[:MONITOR_PROBE_IMAGES])
-        self.images, self.data, self.cfg, self.device, self.dtype, self.run = data.train_images[idx], data, cfg, device, dtype, run
+        self.images, self.data, self.cfg, self.device, self.run = data.train_images[idx], data, cfg, device, run
         self.seconds = 0.0
         self.warned = False
 
     def __call__(self, method, step: int) -> None:
         started = time.perf_counter()
-        features = extract_features(method.backbone, self.images, self.data, self.cfg.image_size, self.device,
-                                    autocast_dtype=self.dtype)
+        features = extract_features(method.backbone, self.images, self.data, self.cfg.image_size, self.device)
         metrics = collapse_metrics(features)
         self.run.log_monitor(dict(metrics, step=step, **predictor_spectra(method, features, self.device)))
         if metrics["effective_rank"] < COLLAPSE_WARNING_RANK and not self.warned:
@@ -343,13 +341,15 @@ def prepare(cfg: TrainConfig) -> tuple[TrainConfig, datasets.ImageData, Schedule
 
 
 def train(cfg: TrainConfig, *, evaluate: bool = True, force: bool = False, progress: bool = True,
-          log_every: int = 20, checkpoint_every: int = CHECKPOINT_EVERY) -> dict | None:
+          log_every: int = 20, checkpoint_every: int = CHECKPOINT_EVERY, stop_after: int = 0) -> dict | None:
     """Train (or re-use, or resume) the run `cfg` names and return its summary (None on data-parallel ranks > 0).
 
     Every `checkpoint_every` steps the whole training state is written; calling again with the same config
-    resumes from it and ends exactly where an uninterrupted run ends (bitwise, on the CPU)."""
-    if checkpoint_every < 0:
-        raise UserError(f"checkpoint_every must be >= 0 (0 = never), got {checkpoint_every}")
+    resumes from it and ends exactly where an uninterrupted run ends (bitwise, on the CPU). `stop_after`
+    > 0 trains only the first steps of the run, on its full schedule, and returns {"stopped_at": step}
+    with no summary (the replay check compares those steps' loss curve)."""
+    if checkpoint_every < 0 or stop_after < 0:
+        raise UserError(f"checkpoint_every and stop_after must be >= 0 (0 = never), got {checkpoint_every}, {stop_after}")
     cfg, data, schedule = prepare(cfg)
     device = pick_device()
     rank, world = init_distributed(device)
@@ -365,7 +365,7 @@ def train(cfg: TrainConfig, *, evaluate: bool = True, force: bool = False, progr
             return _reuse(run, cfg, data, device, evaluate) if rank == 0 else None
         return _train_steps(cfg, run, model, data, schedule, device, rank, world,
                             evaluate=evaluate, force=force, progress=progress, log_every=log_every,
-                            checkpoint_every=checkpoint_every)
+                            checkpoint_every=checkpoint_every, stop_after=stop_after)
 
 
 def _reuse(run: Run, cfg: TrainConfig, data, device, evaluate: bool) -> dict:
@@ -382,14 +382,14 @@ def _reuse(run: Run, cfg: TrainConfig, data, device, evaluate: bool) -> dict:
 
 
 def _train_steps(cfg, run, method, data, schedule, device, rank, world, *, evaluate, force, progress, log_every,
-                 checkpoint_every) -> dict | None:
+                 checkpoint_every, stop_after) -> dict | None:
     started = time.perf_counter()
     optimizer = build_optimizer(method, cfg)
     dtype = autocast_dtype(cfg.precision, device)
     generator = torch.Generator(device=device).manual_seed(cfg.seed + 1 + 1000 * rank)
     epoch_losses = collections.deque(maxlen=schedule.steps_per_epoch)  # the summary's loss: last-epoch average
     window, start_step, seconds_before = [], 0, 0.0
-    monitor = CollapseMonitor(run, data, cfg, device, dtype) if cfg.monitor_every and rank == 0 else None
+    monitor = CollapseMonitor(run, data, cfg, device) if cfg.monitor_every and rank == 0 else None
     state = None if force else run.load_checkpoint(log=_log)
     if state is None:
         if rank == 0:
@@ -484,6 +484,10 @@ def _train_steps(cfg, run, method, data, schedule, device, rank, world, *, evalu
                                       f"checkpoint written: run the same command again to resume", 128 + int(stop_signal))
             if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < cfg.steps:
                 checkpoint(step + 1)
+            if stop_after and step + 1 >= stop_after:
+                break
+    if stop_after and stop_after < cfg.steps:
+        return {"run_id": run.id, "stopped_at": min(stop_after, cfg.steps)}
     train_seconds = seconds_before + time.perf_counter() - train_started
     final_loss = torch.stack(list(epoch_losses)).float().mean() if epoch_losses else torch.tensor(math.nan, device=device)
     if world > 1:  # every rank has finished training; only rank 0 saves and evaluates

@@ -74,7 +74,7 @@ def test_a_second_book_build_of_a_scale_waits_for_the_first(monkeypatch, capsys)
     from ssl_src.store import exclusive
 
     events = []
-    monkeypatch.setattr(book, "_build_book", lambda scale, limit: events.append(f"build {scale}") or True)
+    monkeypatch.setattr(book, "_build_book", lambda scale, limit, jobs, retrain: events.append(f"build {scale}") or True)
     with exclusive(REPO_ROOT / "_build" / "smoke.lock", "held", log=events.append):
         thread = threading.Thread(target=build_book, args=("smoke",))
         thread.start()

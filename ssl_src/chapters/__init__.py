@@ -52,32 +52,84 @@ def _check_type(name: str, value, preset) -> None:
 def check_parameters(chapter: str, scale: str, given: dict) -> None:
     """Validate a chapter's parameters before any of its work starts: types against the preset, then
     the chapter's own `check` (every run's config, its data and batch schedule)."""
-    import importlib
-
-    try:
-        module = importlib.import_module(f"{__name__}.{chapter}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__name__}.{chapter}":
-            raise
+    module = chapter_module(chapter)
+    if module is None:
         return  # a chapter of prose only
     params = resolve_parameters(module.PRESETS, scale, **given)
     if hasattr(module, "check"):
         module.check(params)
 
 
-def cached_json(path: Path, compute):
-    """Load `path` if a previous call stored it, else compute, store atomically and return."""
+def chapter_module(chapter: str):
+    """The experiment module of a chapter, or None for a chapter of prose only."""
+    import importlib
+
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        value = compute()
-        write_json_atomic(path, value)
-        return value
+        return importlib.import_module(f"{__name__}.{chapter}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{chapter}":
+            raise
+        return None
+
+
+def chapter_runs(chapter: str, scale: str, given: dict, *, jobs: int | None = None, retrain: bool = False,
+                 progress: bool = True) -> list[dict]:
+    """Every stored run a chapter uses at a scale: read from the published set, or trained and published
+    (`python -m ssl_src runs`: the training of a chapter without executing its notebook)."""
+    from ..sweep import run_summaries
+
+    module = chapter_module(chapter)
+    if module is None or not hasattr(module, "configs"):
+        raise UserError(f"chapter {chapter} trains no stored runs")
+    params = resolve_parameters(module.PRESETS, scale, **given)
+    module.check(params)
+    return run_summaries(module.configs(params), scale, jobs=jobs, retrain=retrain, progress=progress)
+
+
+def published_json(scale: str, name: str, compute) -> dict:
+    """A chapter's measurement that is not a training run (a baseline, a benchmark), published beside the
+    runs in `results/<scale>/measurements/` and re-computed on `--retrain`: {"value", "measured_at",
+    "machine", "read_from_published"}."""
+    from ..hardware import describe
+    from ..sweep import retraining
+
+    path = results_root() / scale / "measurements" / f"{name}.json"
+    if not retraining():
+        try:
+            return dict(json.loads(path.read_text()), read_from_published=True)
+        except (OSError, ValueError):
+            pass
+    stored = {"value": compute(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": describe()}
+    write_json_atomic(path, stored)
+    return dict(stored, read_from_published=False)
+
+
+def parameters_key(p: dict) -> str:
+    """8 hex digits naming a chapter's parameters (the file name of its published measurements)."""
+    import hashlib
+
+    canonical = json.dumps({k: v for k, v in p.items() if k != "scale"}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:8]
+
+
+def raw_pixels(p: dict) -> dict:
+    """kNN / linear probe / spectrum of the raw pixels at the chapter's resolution and evaluation size: the
+    baseline every trained chapter shows, with the random-init network."""
+    from .. import data as datasets
+    from ..evaluate import raw_pixel_baseline
+
+    def compute():
+        data = datasets.evaluation_view(datasets.load(p["dataset"]), p["eval_train_images"], p["eval_test_images"])
+        return raw_pixel_baseline(data, p["image_size"])
+
+    key = f"{p['dataset']}-{p['image_size']}px-{p['eval_train_images']}-{p['eval_test_images']}"
+    return published_json(p["scale"], f"raw_pixels-{key}", compute)["value"]
 
 
 def write_chapter_results(chapter: str, params: dict, claims: list[dict], runs: list[str], started: float) -> Path:
-    """`results/<scale>/<chapter>.json`: the claims with verdicts, the parameters and provenance."""
-    path = results_root() / params["scale"] / f"{chapter}.json"
+    """`results/<scale>/chapters/<chapter>.json`: the claims with verdicts, the parameters and provenance
+    (written at every render, so not part of the published set)."""
+    path = results_root() / params["scale"] / "chapters" / f"{chapter}.json"
     write_json_atomic(path, {
         "chapter": chapter,
         "scale": params["scale"],

@@ -7,7 +7,8 @@ import pandas as pd
 from ..augment import GREY_SMALL
 from ..claims import claim
 from ..errors import UserError
-from ..train import TrainConfig, prepare, train
+from ..sweep import resolve, run_summaries
+from ..train import TrainConfig
 from . import PRECISION
 
 # Every variant is BYOL with the DirectPred code's projector (8w-8w-2w: 512-512-128 at width 64).
@@ -20,9 +21,9 @@ VARIANTS = {
 
 PRESETS = {
     "smoke": dict(dataset="fashion_mnist", width=4, image_size=16, steps=6, batch_size=64, lr=0.03, weight_decay=4e-4,
-                  ema=0.996, seeds=[0, 1], variants=list(VARIANTS), eval_train_images=1000, eval_test_images=300),
+                  ema=0.996, seeds=[0, 1, 2], variants=list(VARIANTS), eval_train_images=1000, eval_test_images=300),
     "quick": dict(dataset="fashion_mnist", width=8, image_size=20, steps=300, batch_size=128, lr=0.03,
-                  weight_decay=4e-4, ema=0.996, seeds=[0, 1, 2], variants=list(VARIANTS), eval_train_images=20000,
+                  weight_decay=4e-4, ema=0.996, seeds=[0, 1, 2, 3, 4], variants=list(VARIANTS), eval_train_images=20000,
                   eval_test_images=10000),
     "paper": dict(dataset="stl10", width=64, image_size=96, steps=100 * (105_000 // 128), batch_size=128, lr=0.03,
                   weight_decay=4e-4, ema=0.996, seeds=[0, 1, 2], variants=list(VARIANTS), eval_train_images=0,
@@ -33,12 +34,19 @@ PAPER = {
     "comparable": "ImageNet: DirectPred performs comparably with the 2-layer BN predictor (abstract)",
     "beats_linear": "ImageNet: DirectPred beats the SGD-trained linear predictor by 2.5 points (300 epochs) "
                     "and 5 points (60 epochs), linear evaluation (abstract)",
+    "beats_linear_points": 0.025,
 }
+RANDOM_INIT = "random init"  # the untrained backbone of each seed (the same for every variant: built first)
+EQUIVALENCE_MARGIN = 0.01  # "comparable": within 1 point of linear-probe accuracy
 
 
 def config(p: dict, variant: str, seed: int) -> TrainConfig:
+    """A variant's run; RANDOM_INIT is the 2-layer predictor's config at 0 steps (the backbone every variant
+    starts from)."""
     w = p["width"]
-    return TrainConfig(arch="resnet18", width=w, dataset=p["dataset"], image_size=p["image_size"], steps=p["steps"],
+    steps = 0 if variant == RANDOM_INIT else p["steps"]
+    variant = "2-layer BN (SGD)" if variant == RANDOM_INIT else variant
+    return TrainConfig(arch="resnet18", width=w, dataset=p["dataset"], image_size=p["image_size"], steps=steps,
                        batch_size=p["batch_size"], seed=seed, base_lr=p["lr"], weight_decay=p["weight_decay"],
                        ema=p["ema"], proj_hidden_dim=8 * w, proj_dim=2 * w, pred_dim=8 * w, proj_layers=2,
                        augment=GREY_SMALL if p["dataset"] == "fashion_mnist" else TrainConfig().augment,
@@ -46,25 +54,26 @@ def config(p: dict, variant: str, seed: int) -> TrainConfig:
                        precision=PRECISION[p["scale"]], **VARIANTS[variant])
 
 
+def conditions(p: dict) -> list[tuple[str, int]]:
+    """(variant, seed) of every run: the random-init network of each seed, then every variant."""
+    return [(variant, seed) for seed in p["seeds"] for variant in [RANDOM_INIT] + p["variants"]]
+
+
 def configs(p: dict) -> list[TrainConfig]:
-    """Every trained run of the chapter."""
-    return [config(p, variant, seed) for variant in p["variants"] for seed in p["seeds"]]
+    """Every run of the chapter."""
+    return [config(p, variant, seed) for variant, seed in conditions(p)]
 
 
 def check(p: dict) -> None:
     unknown = sorted(set(p["variants"]) - set(VARIANTS))
     if unknown:
         raise UserError(f"unknown variant(s) {', '.join(unknown)}; valid: {', '.join(VARIANTS)}")
-    for cfg in configs(p):
-        prepare(cfg)
+    resolve(configs(p))
 
 
 def run_all(p: dict, progress: bool = True) -> pd.DataFrame:
-    rows = []
-    for seed in p["seeds"]:
-        for variant in p["variants"]:
-            rows.append(dict(train(config(p, variant, seed), progress=progress), variant=variant))
-    return pd.DataFrame(rows)
+    summaries = run_summaries(configs(p), p["scale"], progress=progress)
+    return pd.DataFrame([dict(s, variant=v) for s, (v, _) in zip(summaries, conditions(p))])
 
 
 def _paired(runs: pd.DataFrame, metric: str, a: str, b: str) -> list[float]:
@@ -73,17 +82,32 @@ def _paired(runs: pd.DataFrame, metric: str, a: str, b: str) -> list[float]:
     return (left[common] - right[common]).tolist()
 
 
+def above_random_init(runs: pd.DataFrame, variants: list[str], margin: float) -> tuple[bool, str]:
+    """Whether every variant's linear probe beats the random-init network of its seed, significantly (paired
+    t-test, one-sided) and by more than `margin`: "comparable" means nothing between untrained nets."""
+    from ..claims import paired_verdict
+
+    for variant in variants:
+        verdict, s = paired_verdict(_paired(runs, "linear_acc", variant, RANDOM_INIT), +1)
+        if verdict != "reproduced" or s["mean_difference"] <= margin:
+            return False, (f"{variant} is not clearly above the random-init network "
+                           f"({100 * s['mean_difference']:+.2f} points, p = {s['p_value']:.3g}, n = {s['n_seeds']})")
+    return True, f"{' and '.join(variants)} are above the random-init network by more than {100 * margin:g} point(s)"
+
+
 def claims(runs: pd.DataFrame, p: dict) -> list[dict]:
     present = set(p["variants"])
     out = []
     if {"DirectPred", "2-layer BN (SGD)"} <= present:
         out.append(claim("comparable_to_two_layer", "DirectPred is as accurate as the SGD-trained 2-layer BN predictor "
                          "(linear probe within 1 point).", PAPER["comparable"],
-                         _paired(runs, "linear_acc", "DirectPred", "2-layer BN (SGD)"), direction=0, min_effect=0.01,
+                         _paired(runs, "linear_acc", "DirectPred", "2-layer BN (SGD)"), direction=0,
+                         margin=EQUIVALENCE_MARGIN,
+                         precondition=above_random_init(runs, ["DirectPred", "2-layer BN (SGD)"], EQUIVALENCE_MARGIN),
                          what="linear acc(DirectPred) - linear acc(2-layer BN), paired by seed"))
     if {"DirectPred", "linear (SGD)"} <= present:
         out.append(claim("beats_linear", "DirectPred is more accurate than the SGD-trained linear predictor.",
                          PAPER["beats_linear"], _paired(runs, "linear_acc", "DirectPred", "linear (SGD)"),
-                         direction=+1, min_effect=0.005,
-                         what="linear acc(DirectPred) - linear acc(linear), paired by seed"))
+                         direction=+1, paper_effect=PAPER["beats_linear_points"],
+                         what="linear acc(DirectPred) - linear acc(linear), paired by seed (paper: 300 epochs)"))
     return out

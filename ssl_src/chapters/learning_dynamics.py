@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..claims import measured_claim
+from ..claims import deterministic_check
 from ..errors import UserError
 from ..metrics import asymmetry
 from ..theory import collapse_threshold, fixed_points, simulate_matrix, simulate_modes
@@ -140,28 +140,28 @@ def claims(p: dict, fixed_rows: list[dict], fig5: dict, flows: dict, threshold: 
     no_sg = float(np.linalg.eigvalsh(flows["SimSiam, no stop-gradient"].F(-1)).max())
     no_sg_start = float(np.linalg.eigvalsh(flows["SimSiam, no stop-gradient"].F(0)).max())
     return [
-        measured_claim("fixed_points", "Simulated modes end on the analytic fixed points (Figs. 3-4).", SEED_FIGURES["fig4"],
+        deterministic_check("fixed_points", "Simulated modes end on the analytic fixed points (Figs. 3-4).", SEED_FIGURES["fig4"],
                        worst, worst < 1e-3, f"largest |p_end - analytic end| = {worst:.2g}"),
-        measured_claim("predictor_becomes_symmetric", "W_p becomes (nearly) symmetric during training (Fig. 2).",
+        deterministic_check("predictor_becomes_symmetric", "W_p becomes (nearly) symmetric during training (Fig. 2).",
                        SEED_FIGURES["fig2"], max(a[-1] for a in asymmetry.values()),
                        all(a[-1] < 0.5 * a[0] for a in asymmetry.values()),
                        "||W_p - W_p^T|| / ||W_p||: " + ", ".join(f"{n} {a[0]:.2f} -> {a[-1]:.2f}" for n, a in asymmetry.items())),
-        measured_claim("weight_decay_lowers_eigenvalues", "A larger weight decay lowers the final eigenvalues (Fig. 5, top).",
+        deterministic_check("weight_decay_lowers_eigenvalues", "A larger weight decay lowers the final eigenvalues (Fig. 5, top).",
                        SEED_FIGURES["fig5"], eta_final[-1], all(np.diff(eta_final) <= 1e-9) and eta_final[0] > eta_final[-1],
                        "final largest p for eta = " + ", ".join(f"{e:g}: {v:.3f}" for e, v in zip(fig5["eta"], eta_final))),
-        measured_claim("large_weight_decay_collapses", "Weight decay above tau^2 / (4 (1 + sigma^2)) collapses every "
+        deterministic_check("large_weight_decay_collapses", "Weight decay above tau^2 / (4 (1 + sigma^2)) collapses every "
                        "mode; just below it the large modes survive (SimSiam, tau = 1).", SEED_FIGURES["fig3"],
                        threshold[1.1], threshold[1.1] < 1e-3 and threshold[0.9] > 0.1,
                        f"largest final p at 0.9x / 1.1x the threshold {collapse_threshold(1.0, p['fig5_sigma2']):.3f}: "
                        f"{threshold[0.9]:.3f} / {threshold[1.1]:.2g}"),
-        measured_claim("small_ema_rate_is_slower", "A smaller EMA rate beta makes training converge more slowly (Fig. 5, bottom).",
+        deterministic_check("small_ema_rate_is_slower", "A smaller EMA rate beta makes training converge more slowly (Fig. 5, bottom).",
                        SEED_FIGURES["fig5"], times[0], all(np.diff(times) <= 0) and times[0] > times[-1],
                        "time to 90 % of the final largest p for beta = "
                        + ", ".join(f"{b:g}: {t:.1f}" for b, t in zip(fig5["beta"], times))),
-        measured_claim("eigenspaces_align", "The eigenspaces of W_p and F = W W^T align (Theorem 3, Fig. 2).",
+        deterministic_check("eigenspaces_align", "The eigenspaces of W_p and F = W W^T align (Theorem 3, Fig. 2).",
                        SEED_FIGURES["fig2"], min_cos, min_cos > 0.99,
                        f"smallest cos(u_j, W_p u_j) over non-collapsed modes = {min_cos:.4f}"),
-        measured_claim("no_stop_gradient_collapses", "Without the stop-gradient every mode collapses (Theorem 2).",
+        deterministic_check("no_stop_gradient_collapses", "Without the stop-gradient every mode collapses (Theorem 2).",
                        SEED_FIGURES["thm2"], no_sg, no_sg < 1e-3 * no_sg_start,
                        f"largest eigenvalue of F: {no_sg_start:.3g} at t = 0 -> {no_sg:.3g}"),
     ]

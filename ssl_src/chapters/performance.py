@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import math
 
-from ..claims import measured_claim
+from ..claims import deterministic_check
 from ..errors import UserError
+from . import parameters_key, published_json
 
 # probe_*: the grid of `ssl_src.kernel_probe` (every in/out pair of probe_channels, kernels 1 and 3,
 # strides 1 and 2, both layouts, 1 and 2 threads) run under oneDNN's AVX2 kernels.
@@ -28,8 +29,8 @@ def check(p: dict) -> None:
         raise UserError(f"parameter probe_time_limit must be positive, got {p['probe_time_limit']}")
 
 
-def configs(p: dict) -> list:
-    """The benchmarked nets, one per width."""
+def benchmarked_nets(p: dict) -> list:
+    """The benchmarked nets, one per width (timed, never stored as runs)."""
     from ..bench import step_config
 
     return [step_config(width) for width in p["widths"]]
@@ -45,10 +46,22 @@ def probe_convolutions(p: dict) -> list[dict]:
     return [record for isa in isas for record in probe(cases, None if isa == "native" else isa, p["probe_time_limit"])]
 
 
+def measure(p: dict) -> tuple[dict, dict]:
+    """The benchmark and the convolution probe: published at the quick scale (a re-render reads them, with the
+    machine and time they were measured on), measured here on `--retrain` or when missing."""
+    from ..bench import run_benchmark
+
+    key = parameters_key(p)
+    bench = published_json(p["scale"], f"performance-bench-{key}",
+                           lambda: run_benchmark(widths=tuple(p["widths"]), rounds=p["rounds"], steps=p["steps"]))
+    probe = published_json(p["scale"], f"performance-probe-{key}", lambda: probe_convolutions(p))
+    return bench, probe
+
+
 def _target(claim_id: str, statement: str, value: float, target: float, higher_is_better: bool, what: str) -> dict:
-    """A measured target is met or not; a missing measurement (NaN) is inconclusive."""
+    """A measured target is met or not; a missing measurement (NaN) is "not measured"."""
     holds = None if math.isnan(value) else (value >= target if higher_is_better else value <= target)
-    return measured_claim(claim_id, statement, f"target {target:g}", value, holds, f"{what} = {value:.3g}")
+    return deterministic_check(claim_id, statement, f"target {target:g}", value, holds, f"{what} = {value:.3g}")
 
 
 def claims(results: dict, params: dict, probe_records: list[dict]) -> list[dict]:
@@ -59,7 +72,7 @@ def claims(results: dict, params: dict, probe_records: list[dict]) -> list[dict]
     failing = [record for record in probe_records if record["outcome"] != "ok"]
     unrouted = sum(not routed(record) for record in failing)
     return [
-        measured_claim("failing_convolutions_routed", "every probed convolution that fails in oneDNN is routed off "
+        deterministic_check("failing_convolutions_routed", "every probed convolution that fails in oneDNN is routed off "
                        "its failing kernel by training", "no configuration may reach a failing kernel", unrouted,
                        unrouted == 0, f"{len(failing)} failing cases, {unrouted} of them not routed"),
         _target("ratio_vs_peer", f"ours >= 4x the lightly peer at width {w}", r["ratio"], 4.0, True, "ratio"),
@@ -67,4 +80,6 @@ def claims(results: dict, params: dict, probe_records: list[dict]) -> list[dict]
                 f"({results['precision']}) at width {w}", r["flops_fraction_of_peak"], 0.4, True, "fraction"),
         _target("evaluation_seconds", "features + metrics + kNN of one quick-scale run under 15 s",
                 results["evaluation"]["total_s"], 15.0, False, "seconds"),
-    ]
+    ] + ([_target("sweep_speed_up", f"{results['sweep']['jobs']} runs at once train more pairs/s in all than one run "
+                  "on every core (the default --jobs of the quick scale)", results["sweep"]["speed_up"], 1.0, True,
+                  "speed-up")] if "sweep" in results else [])

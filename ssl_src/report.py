@@ -1,0 +1,69 @@
+"""What every chapter shows the same way: where its numbers come from, its baselines, its claims table and
+its provenance (the notebooks call these; they read runs through the store, never by path)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .claims import describe
+from .store import find_run
+from .sweep import describe_source
+
+# The accuracies a trained chapter reports, and how each is computed (the tables say which one they show).
+ACCURACIES = {
+    "weighted_knn_acc": "weighted kNN (Wu et al.: k = 200, T = 0.1, cosine)",
+    "knn_acc": "majority kNN (k chosen on a held-out split)",
+    "linear_acc": "linear probe (L-BFGS, weight decay chosen on a held-out split)",
+}
+
+
+def source_line(cfgs: list, scale: str):
+    """The chapter's first output: whether its numbers were re-computed here or read from published runs."""
+    from IPython.display import Markdown
+
+    return Markdown(f"**Where these numbers come from.** {describe_source(cfgs, scale)}")
+
+
+def baselines(runs: pd.DataFrame, raw: dict, by: list[str], metrics=("weighted_knn_acc", "knn_acc", "linear_acc", "auc",
+                                                                          "effective_rank")) -> pd.DataFrame:
+    """Mean +- sd over seeds of each trained condition (`by`), beside the random-init network (rows of kind
+    "random init") and the raw pixels: what a learned representation must beat."""
+    rows = []
+    trained, random_init = runs[runs.kind == "trained"], runs[runs.kind == "random init"]
+    for key, group in trained.groupby(by, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({"condition": ", ".join(f"{k} {v}" for k, v in zip(by, key)), **_mean_sd(group, metrics)})
+    rows.append({"condition": "random-init network", **_mean_sd(random_init, metrics)})
+    rows.append({"condition": "raw pixels", **{m: f"{raw[m]:.4f}" for m in metrics if m in raw}})
+    table = pd.DataFrame(rows).set_index("condition")
+    return table.rename(columns={m: ACCURACIES.get(m, m) for m in metrics})
+
+
+def _mean_sd(group: pd.DataFrame, metrics) -> dict:
+    return {m: f"{group[m].mean():.4f} ± {group[m].std(ddof=1):.4f} (n={len(group)})" if len(group) > 1
+            else f"{group[m].mean():.4f}" for m in metrics if m in group}
+
+
+def claims_table(claims: list[dict], scale: float = 1.0, unit: str = ""):
+    """One row per claim or check: the statement, the paper's (or the reference's) number, ours with its 95 %
+    interval, p and n, and the verdict."""
+    table = pd.DataFrame([{"claim" if c["kind"] == "claim" else "check": c["statement"], "paper": c["paper"],
+                           "ours": describe(c, scale, unit), "verdict": c["verdict"]} for c in claims])
+    return table.style.set_properties(**{"text-align": "left", "white-space": "pre-wrap"})
+
+
+def provenance(results_path: Path, run_ids: list[str], scale: str) -> pd.DataFrame:
+    """Where and how the chapter's runs were trained (every distinct machine, precision and torch), and its
+    results file."""
+    prov = json.loads(results_path.read_text())["provenance"]
+    runs = [find_run(r, scale).provenance() for r in dict.fromkeys(run_ids)]
+    distinct = lambda key: "; ".join(sorted({str(r.get(key, "unknown")) for r in runs}))
+    return pd.Series({
+        "results file": str(results_path), "rendered at commit": prov["git_commit"], "package": prov["package_version"],
+        "runs": len(runs), "trained on": distinct("hardware"), "instruction sets": "; ".join(sorted(
+            {r.get("machine", {}).get("instruction_sets", "unknown") for r in runs})),
+        "precision": distinct("precision"), "torch": distinct("torch_version"), "trained at commit(s)": distinct("git_commit"),
+        "training wall time, sum (h)": round(sum(r["wall_seconds"] for r in runs) / 3600, 2),
+        "chapter wall time (s)": round(prov["wall_seconds"], 1)}, name="").to_frame()

@@ -1,0 +1,136 @@
+"""A chapter's runs: read from the scale's published set, or trained here (several at once) and published.
+
+The book's chapters are sweeps of many small independent runs. Narrow nets use a small part of a CPU, so
+`jobs` runs train at once, each in its own process with its share of the cores (the run store's locks
+make two processes asking for the same run safe). Whether a run is read or trained is decided per run:
+published and not `retrain` -> read; else train (re-using or resuming the working store) and publish.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+
+import torch
+from tqdm.std import tqdm
+
+from .errors import UserError
+from .hardware import pick_device
+from .store import Run, StoredRun, publish, published_root
+from .train import TrainConfig, prepare, train
+
+# Runs trained at once by default, per scale, on a CPU (a GPU trains one run at a time). Measured with
+# `python -m ssl_src bench` (sweep throughput): on a 2-core AVX2 CPU two one-thread runs of the quick
+# preset's net train 1.4x the pairs per second of one two-thread run; smoke runs last seconds, less than
+# a worker process takes to start.
+CPU_JOBS = {"smoke": 1, "quick": 0, "paper": 1}  # 0 = one run per core
+
+
+def cpu_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_jobs(scale: str) -> int:
+    if pick_device().type != "cpu":
+        return 1
+    return CPU_JOBS[scale] or cpu_cores()
+
+
+def jobs_from_environment(scale: str) -> int:
+    """`--jobs` of `book` / `chapter` reaches the notebook's kernel as SSL_JOBS (0 or unset = the default)."""
+    value = os.environ.get("SSL_JOBS", "0")
+    if not value.isdigit():
+        raise UserError(f"SSL_JOBS must be a whole number of runs, got {value!r}")
+    return int(value) or default_jobs(scale)
+
+
+def retraining() -> bool:
+    """`--retrain` of `book` / `chapter` (or RETRAIN=1 of `make book`) reaches the kernel as SSL_RETRAIN=1."""
+    return os.environ.get("SSL_RETRAIN", "") not in ("", "0")
+
+
+@dataclass
+class RunSource:
+    """Where a chapter's runs come from: read from the published set, or trained (or re-used) here."""
+
+    published: list[str]
+    trained_here: list[str]
+
+    def describe(self, scale: str, machines: list[str], dates: list[str]) -> str:
+        if not self.published:
+            return f"Every number on this page was re-computed here, from {len(self.trained_here)} run(s) trained on this machine."
+        where = "; ".join(sorted(set(machines))) or "unknown hardware"
+        when = f"between {min(dates)} and {max(dates)}" if dates else "at an unrecorded time"
+        text = (f"{len(self.published)} run(s) on this page were read from the published results "
+                f"(`results/{scale}/runs/`), trained on {where} {when}")
+        if self.trained_here:
+            text += f"; {len(self.trained_here)} were trained here"
+        return text + ". Re-compute them with `python -m ssl_src chapter NAME --retrain` (or `make book RETRAIN=1`)."
+
+
+def resolve(cfgs: list[TrainConfig]) -> list[TrainConfig]:
+    """Each config with its data-dependent defaults filled in (what its run id hashes); checks them all."""
+    return [prepare(cfg)[0] for cfg in cfgs]
+
+
+def source_of(cfgs: list[TrainConfig], scale: str, retrain: bool | None = None) -> RunSource:
+    """Which of the runs would be read from the published set, before any is trained."""
+    retrain = retraining() if retrain is None else retrain
+    published, here = [], []
+    for cfg in resolve(cfgs):
+        run_id = Run(cfg.to_dict()).id
+        (here if retrain or not StoredRun(published_root(scale) / run_id, run_id).finished() else published).append(run_id)
+    return RunSource(published, here)
+
+
+def describe_source(cfgs: list[TrainConfig], scale: str) -> str:
+    """The line at the top of a chapter: re-computed here, or read from published runs (where, when)."""
+    source = source_of(cfgs, scale)
+    runs = [StoredRun(published_root(scale) / r, r) for r in source.published]
+    provenances = [run.provenance() for run in runs]
+    return source.describe(scale, [p["hardware"] for p in provenances],
+                           [p.get("finished_at", "")[:10] for p in provenances if p.get("finished_at")])
+
+
+def _train_one(cfg: TrainConfig, threads: int, scale: str) -> dict:
+    """One run in a worker process: its share of the cores, no progress bar; published when done."""
+    torch.set_num_threads(threads)
+    summary = train(cfg, progress=False)
+    publish(Run(cfg.to_dict()), scale)
+    return summary
+
+
+def run_summaries(cfgs: list[TrainConfig], scale: str, *, jobs: int | None = None, retrain: bool | None = None,
+                  progress: bool = True) -> list[dict]:
+    """The summary of every run, in the order of `cfgs`: published ones read, the others trained (`jobs` at
+    once) and published. The runs must not depend on each other (a distillation student on its teacher)."""
+    retrain = retraining() if retrain is None else retrain
+    jobs = jobs or jobs_from_environment(scale)
+    if jobs < 1:
+        raise UserError(f"jobs must be at least 1, got {jobs}")
+    cfgs = resolve(cfgs)
+    runs = [Run(cfg.to_dict()) for cfg in cfgs]
+    summaries: dict[str, dict] = {}
+    for run in runs:
+        published = StoredRun(published_root(scale) / run.id, run.id)
+        if not retrain and published.finished():
+            summaries[run.id] = published.summary()
+    todo = list({run.id: cfg for run, cfg in zip(runs, cfgs) if run.id not in summaries}.values())
+    if len(todo) <= 1 or jobs == 1:
+        for cfg in todo:
+            summaries[Run(cfg.to_dict()).id] = train(cfg, progress=progress)
+            publish(Run(cfg.to_dict()), scale)
+    else:
+        workers = min(jobs, len(todo))
+        threads = max(1, torch.get_num_threads() // workers)
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool, \
+                tqdm(total=len(todo), desc=f"{len(todo)} runs, {workers} at a time", disable=not progress,
+                     file=sys.stderr, ncols=100) as bar:
+            futures = [pool.submit(_train_one, cfg, threads, scale) for cfg in todo]
+            for future in as_completed(futures):
+                summary = future.result()
+                summaries[summary["run_id"]] = summary
+                bar.update(1)
+    return [summaries[run.id] for run in runs]
