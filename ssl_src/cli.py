@@ -159,8 +159,11 @@ def add_sweep_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_replay(args) -> int:
-    from .replay import replay
+    from .replay import make_smoke_reference, replay
 
+    if args.new_reference:
+        make_smoke_reference()
+        return 0
     return 0 if replay(steps=args.steps, run_id=args.run) else 1
 
 
@@ -218,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--steps", type=int, default=REPLAY_STEPS,
                         help="steps of the published quick run to re-train (default %(default)s)")
     replay.add_argument("--run", metavar="RUN_ID", help="the published quick run (default: the first of the capacity chapter)")
+    replay.add_argument("--new-reference", action="store_true",
+                        help="train the smoke reference run here and commit it as the reference (after a change "
+                             "of the training semantics), instead of checking")
     replay.set_defaults(func=cmd_replay)
     bench = sub.add_parser("bench", help="throughput vs a lightly peer pipeline, FLOP/s vs GEMM peak, evaluation cost")
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

@@ -25,8 +25,11 @@ from .store import StoredRun, published_root, results_root
 from .train import TIMING_FIELDS, TrainConfig, train
 
 REPLAY_STEPS = 300
-# Another machine: relative difference of each logged loss (a 20-step mean) over the first REPLAY_STEPS steps.
-LOSS_TOLERANCE = 0.02
+# Another machine: difference of each logged loss (a 20-step mean) over the first REPLAY_STEPS steps, relative
+# to max(|published loss|, LOSS_FLOOR) (SimSiam's loss starts near 0). Measured: the same machine with 2
+# threads instead of 1 (another summation order) drifts up to 2.4 % over 300 steps of the quick capacity run.
+LOSS_TOLERANCE = 0.05
+LOSS_FLOOR = 0.1
 # Another machine, the smoke reference's summary: absolute tolerances by field (accuracy on 500 test images).
 SUMMARY_TOLERANCE = {"loss": 0.02, "weighted_knn_acc": 0.03, "knn_acc": 0.03, "linear_acc": 0.03, "auc": 0.01,
                      "effective_rank": 0.5, "effective_rank_fraction": 0.02, "normalised_std": 0.01,
@@ -75,6 +78,33 @@ def threads(n: int):
         torch.set_num_threads(previous)
 
 
+def smoke_reference_config() -> TrainConfig:
+    """The smoke reference: the first trained run of the capacity chapter's smoke preset (seconds to train)."""
+    from .chapters import capacity_vs_data, resolve_parameters
+    from .sweep import resolve
+
+    cfgs = resolve(capacity_vs_data.configs(resolve_parameters(capacity_vs_data.PRESETS, "smoke")))
+    return next(cfg for cfg in cfgs if cfg.steps > 0)
+
+
+def make_smoke_reference(log=print) -> Path:
+    """Train the smoke reference run here and make it the committed reference (`replay --new-reference`:
+    after a change of TRAINING_SEMANTICS, or to move the bitwise check to another machine)."""
+    import shutil
+
+    from .store import Run, copy_small_files
+
+    root = reference_root()
+    cfg = smoke_reference_config()
+    with scratch_store():
+        train(cfg, progress=False)
+        run = Run(cfg.to_dict())
+        shutil.rmtree(root, ignore_errors=True)
+        copy_small_files(run, root / run.id)
+    log(f"smoke reference run {run.id} written to {root / run.id}")
+    return root / run.id
+
+
 def default_quick_run() -> str:
     """The first trained run of the capacity chapter's quick preset."""
     from .chapters import capacity_vs_data, resolve_parameters
@@ -102,7 +132,7 @@ def compare(name: str, published: dict, replayed: dict, tolerance: dict[str, flo
         if got is None or expected is None:
             good, diff = got == expected, math.nan
         else:
-            diff = abs(got - expected) / (abs(expected) if relative and expected else 1.0)
+            diff = abs(got - expected) / (max(abs(expected), LOSS_FLOOR) if relative else 1.0)
             good = got == expected if bitwise else diff <= tolerance[key]
         ok &= good
         limit = "0" if bitwise else f"{tolerance[key]:g}"

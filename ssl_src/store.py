@@ -174,23 +174,28 @@ def find_run(run_id_: str, scale: str | None = None) -> StoredRun:
 
 
 def publish(run: StoredRun, scale: str) -> StoredRun:
-    """Copy a finished run's small files into the scale's published set (atomically, summary last, so a
-    half-copied run never looks finished)."""
-    published = StoredRun(published_root(scale) / run.id, run.id)
-    if published.dir.resolve() == run.dir.resolve():
-        return published
-    published.summary_path.unlink(missing_ok=True)
+    """Copy a finished run's small files into the scale's published set."""
+    return copy_small_files(run, published_root(scale) / run.id)
+
+
+def copy_small_files(run: StoredRun, destination: Path) -> StoredRun:
+    """A finished run's small files (PUBLISHED_FILES) copied into `destination`, atomically and summary last,
+    so a half-copied run never looks finished."""
+    copy = StoredRun(destination, run.id)
+    if copy.dir.resolve() == run.dir.resolve():
+        return copy
+    copy.summary_path.unlink(missing_ok=True)
     for name in PUBLISHED_FILES:
         source = run.dir / name
         if source.exists():
-            published.dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=published.dir, prefix=f".{name}.", suffix=".tmp")
+            copy.dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=copy.dir, prefix=f".{name}.", suffix=".tmp")
             os.close(fd)
             shutil.copyfile(source, tmp)
-            os.replace(tmp, published.dir / name)
+            os.replace(tmp, copy.dir / name)
         else:
-            (published.dir / name).unlink(missing_ok=True)
-    return published
+            (copy.dir / name).unlink(missing_ok=True)
+    return copy
 
 
 class Run(StoredRun):

@@ -1,0 +1,85 @@
+"""A chapter's runs: published ones read without training, the rest trained (in parallel) and published."""
+import json
+
+import pytest
+
+import ssl_src.sweep as sweep
+from ssl_src.chapters import capacity_vs_data, resolve_parameters
+from ssl_src.errors import UserError
+from ssl_src.store import Run, publish, published_root
+
+
+def smoke_configs(n: int = 2):
+    p = resolve_parameters(capacity_vs_data.PRESETS, "smoke", seeds=[0], subsets=[1.0])
+    return sweep.resolve(capacity_vs_data.configs(p))[:n]
+
+
+def test_published_runs_are_read_and_never_trained(results_dir, monkeypatch):
+    cfgs = smoke_configs()
+    for cfg in cfgs:  # publish a made-up summary for each run
+        run = Run(cfg.to_dict(), root=published_root("quick"))
+        run.start()
+        run.finish({"run_id": run.id, "made_up": True}, {"hardware": "elsewhere", "wall_seconds": 1.0,
+                                                          "finished_at": "2026-11-01T00:00:00+0000"})
+    monkeypatch.setattr(sweep, "train", lambda *a, **k: pytest.fail("a published run was trained"))
+    assert all(s["made_up"] for s in sweep.run_summaries(cfgs, "quick", jobs=1, retrain=False))
+    source = sweep.source_of(cfgs, "quick", retrain=False)
+    assert len(source.published) == 2 and not source.trained_here
+    monkeypatch.setenv("SSL_RETRAIN", "0")
+    line = sweep.describe_source(cfgs, "quick")
+    assert "2 run(s) on this page were read from the published results" in line and "elsewhere" in line
+    assert "2026-11-01" in line and "--retrain" in line
+
+
+def test_retrain_trains_again_and_publishes(results_dir, monkeypatch):
+    cfgs = smoke_configs(1)
+    trained = []
+
+    def fake_train(cfg, progress=True):
+        run = Run(cfg.to_dict())
+        run.start()
+        run.finish({"run_id": run.id, "fresh": True}, {"hardware": "here", "wall_seconds": 1.0})
+        trained.append(run.id)
+        return run.summary()
+
+    monkeypatch.setattr(sweep, "train", fake_train)
+    first = sweep.run_summaries(cfgs, "quick", jobs=1, retrain=False)  # missing: trained and published
+    assert trained == [first[0]["run_id"]] and (published_root("quick") / trained[0] / "summary.json").exists()
+    sweep.run_summaries(cfgs, "quick", jobs=1, retrain=False)  # now published: read
+    assert len(trained) == 1
+    monkeypatch.setenv("SSL_RETRAIN", "1")  # what `--retrain` hands the notebook's kernel
+    sweep.run_summaries(cfgs, "quick", jobs=1)
+    assert len(trained) == 2 and "re-computed here" in sweep.describe_source(cfgs, "quick")
+
+
+def test_jobs_come_from_the_environment_and_are_checked(monkeypatch):
+    monkeypatch.setenv("SSL_JOBS", "3")
+    assert sweep.jobs_from_environment("quick") == 3
+    monkeypatch.setenv("SSL_JOBS", "0")
+    assert sweep.jobs_from_environment("smoke") == 1 and sweep.jobs_from_environment("quick") == sweep.cpu_cores()
+    monkeypatch.setenv("SSL_JOBS", "two")
+    with pytest.raises(UserError, match="SSL_JOBS must be a whole number"):
+        sweep.jobs_from_environment("quick")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_parallel_runs_equal_the_same_runs_trained_one_by_one(results_dir, tmp_path, monkeypatch):
+    """Two runs in two worker processes (one thread each) give the summaries of the same runs trained in
+    this process with one thread: the maths of a run does not depend on its neighbours."""
+    import torch
+
+    from ssl_src.train import TIMING_FIELDS
+
+    cfgs = smoke_configs(2)
+    parallel = sweep.run_summaries(cfgs, "smoke", jobs=2, retrain=True, progress=False)
+    monkeypatch.setenv("SSL_RESULTS", str(tmp_path / "serial"))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        serial = sweep.run_summaries(cfgs, "smoke", jobs=1, retrain=True, progress=False)
+    finally:
+        torch.set_num_threads(previous)
+    strip = lambda s: json.dumps({k: v for k, v in s.items() if k not in TIMING_FIELDS}, sort_keys=True)  # NaN == NaN
+    assert [strip(s) for s in parallel] == [strip(s) for s in serial]
+    assert all((results_dir / "smoke" / "runs" / s["run_id"] / "summary.json").exists() for s in parallel)
