@@ -33,9 +33,10 @@ RETRAIN ?= 0
 book: data
 	$(PY) -m ssl_src book --scale $(SCALE) $(if $(filter-out 0,$(RETRAIN)),--retrain,)
 
-# Unit and smoke tests, then the smoke-scale book.
+# Unit and smoke tests, the replay check of the published results, then the smoke-scale book.
 test: setup-dev data
 	$(PY) -m pytest -q
+	$(PY) -m ssl_src replay
 	$(PY) -m ssl_src book --scale smoke
 
 clean:

@@ -248,6 +248,67 @@ def lightly_available() -> bool:
     return importlib.util.find_spec("lightly") is not None
 
 
+def stack_seeds(module: torch.nn.Module, seeds: int) -> torch.nn.Module:
+    """A copy of a ResNet backbone that holds `seeds` independent nets side by side: every convolution grouped
+    by seed (each seed's channels see only its own), every BatchNorm over each seed's own channels and
+    batch. Seed s reads input channel s (its own augmented batch of a grey image). Only the backbone: what
+    the timing below measures; the heads would be grouped linears the same way."""
+    import copy
+
+    stacked = copy.deepcopy(module)
+    for name, child in list(stacked.named_modules()):
+        for attr, layer in list(child.named_children()):
+            if isinstance(layer, torch.nn.Conv2d):
+                setattr(child, attr, torch.nn.Conv2d(layer.in_channels * seeds, layer.out_channels * seeds,
+                                                     layer.kernel_size, layer.stride, layer.padding,
+                                                     groups=layer.groups * seeds, bias=layer.bias is not None))
+            elif isinstance(layer, torch.nn.BatchNorm2d):
+                setattr(child, attr, torch.nn.BatchNorm2d(layer.num_features * seeds))
+    return stacked
+
+
+def seed_stacking(width: int, seeds: int, steps: int, rounds: int, log=print) -> dict:
+    """Backbone forward + backward of `seeds` narrow nets (the quick preset's image size and batch, both views
+    at once): one after the other, against one seed-stacked net (`stack_seeds`), in this process, every
+    core, NCHW and channels_last; pairs/s summed over the seeds."""
+    from .models import build_backbone
+
+    config = sweep_config()
+    size, batch = config["image_size"], config["batch_size"]
+    nets = [build_backbone("resnet18", width, 1).train() for _ in range(seeds)]
+    stacked = stack_seeds(nets[0], seeds).train()
+    x = torch.randn(2 * batch, 1, size, size)
+    xs = torch.randn(2 * batch, seeds, size, size)
+
+    def separate() -> None:
+        for net in nets:
+            net(x).sum().backward()
+
+    def together() -> None:
+        stacked(xs).sum().backward()
+
+    timings = {}
+    for layout in (torch.contiguous_format, torch.channels_last):
+        for net in nets + [stacked]:
+            net.to(memory_format=layout)
+        inputs = {"separate": (separate, x), "stacked": (together, xs)}
+        for name, (step, tensor) in inputs.items():
+            tensor.data = tensor.data.contiguous(memory_format=layout)
+            step()
+            best = float("inf")
+            for _ in range(rounds):
+                started = time.perf_counter()
+                for _ in range(steps):
+                    step()
+                best = min(best, time.perf_counter() - started)
+            timings[f"{name}, {'NCHW' if layout is torch.contiguous_format else 'channels_last'}"] = steps * seeds * batch / best
+    log(f"seed stacking, {seeds} seeds of width {width}: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()) + " pairs/s")
+    best_separate = max(v for k, v in timings.items() if k.startswith("separate"))
+    best_stacked = max(v for k, v in timings.items() if k.startswith("stacked"))
+    return {"width": width, "seeds": seeds, "image_size": size, "batch_size": batch, "threads": torch.get_num_threads(),
+            "pairs_per_s": timings, "speed_up": best_stacked / best_separate}
+
+
 def run_benchmark(widths=(8, 16), rounds: int = 3, steps: int = 8, sweep_jobs: int = 0, log=print) -> dict:
     """Every measurement of the module docstring; the peer is skipped (NaN) where lightly is not installed.
     The sweep throughput runs `sweep_jobs` runs at once (0 = one per core; on a CPU only)."""
@@ -293,6 +354,7 @@ def run_benchmark(widths=(8, 16), rounds: int = 3, steps: int = 8, sweep_jobs: i
         from .sweep import cpu_cores
 
         results["sweep"] = sweep_throughput(sweep_jobs or cpu_cores(), steps, rounds, log)
+    results["seed_stacking"] = seed_stacking(sweep_config()["width"], 3, max(1, steps // 2), rounds, log)
     return results
 
 
@@ -315,4 +377,7 @@ def format_table(results: dict) -> str:
         lines.append(f"sweep (width {w['config']['width']}, {w['config']['image_size']} px, batch {w['config']['batch_size']}, fp32): "
                      f"one run on {w['cores']} cores {w['single_run_pairs_per_s']:.0f} pairs/s, {w['jobs']} runs at once "
                      f"{w['sweep_pairs_per_s']:.0f} pairs/s in all ({w['speed_up']:.2f}x)")
+    k = results["seed_stacking"]
+    lines.append(f"seed stacking (backbone fwd+bwd, {k['seeds']} seeds of width {k['width']}, {k['threads']} threads, pairs/s): "
+                 + ", ".join(f"{n} {v:.0f}" for n, v in k["pairs_per_s"].items()) + f" ({k['speed_up']:.2f}x)")
     return "\n".join(lines)

@@ -348,8 +348,10 @@ def train(cfg: TrainConfig, *, evaluate: bool = True, force: bool = False, progr
     resumes from it and ends exactly where an uninterrupted run ends (bitwise, on the CPU). `stop_after`
     > 0 trains only the first steps of the run, on its full schedule, and returns {"stopped_at": step}
     with no summary (the replay check compares those steps' loss curve)."""
-    if checkpoint_every < 0 or stop_after < 0:
-        raise UserError(f"checkpoint_every and stop_after must be >= 0 (0 = never), got {checkpoint_every}, {stop_after}")
+    if checkpoint_every < 0:
+        raise UserError(f"checkpoint_every must be >= 0 (0 = never), got {checkpoint_every}")
+    if stop_after < 0:
+        raise UserError(f"stop_after must be >= 0 (0 = train every step), got {stop_after}")
     cfg, data, schedule = prepare(cfg)
     device = pick_device()
     rank, world = init_distributed(device)

@@ -39,3 +39,20 @@ def test_bench_json_reports_every_field(tmp_path):
     assert len(ablation) == 4 and all(v > 0 for v in ablation.values())
     assert result["hardware"]["logical_cpus"] >= 1 and result["hardware"]["torch"] == torch.__version__
     assert result["hardware"]["instruction_sets"] and result["hardware"]["onednn_max_isa"]
+    assert result["sweep"]["sweep_pairs_per_s"] > 0 and result["sweep"]["jobs"] >= 1
+    assert len(result["seed_stacking"]["pairs_per_s"]) == 4 and result["seed_stacking"]["speed_up"] > 0
+
+
+def test_a_seed_stacked_backbone_computes_each_seed_exactly():
+    """The grouped net of `stack_seeds` with seed s's weights in slice s gives each seed's own features."""
+    from ssl_src.bench import stack_seeds
+    from ssl_src.models import build_backbone
+
+    torch.manual_seed(0)
+    nets = [build_backbone("resnet18", 2, 1).train() for _ in range(3)]
+    stacked = stack_seeds(nets[0], 3).train()
+    for param, per_seed in zip(stacked.parameters(), zip(*[net.parameters() for net in nets])):
+        param.data = torch.cat([p.data for p in per_seed])
+    x = torch.randn(8, 3, 16, 16)
+    separate = torch.cat([net(x[:, s : s + 1]) for s, net in enumerate(nets)], dim=1)
+    torch.testing.assert_close(stacked(x), separate, rtol=1e-5, atol=1e-6)

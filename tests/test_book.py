@@ -19,11 +19,12 @@ def test_parameters_are_read_as_yaml():
 def test_smoke_chapter_writes_claims_and_hides_injected_parameters(results_dir):
     result = run_chapter("capacity_vs_data", "smoke", {"seeds": [0, 1]})
     assert result.ok, result.error
-    claims = json.loads((results_dir / "smoke" / "capacity_vs_data.json").read_text())
+    claims = json.loads((results_dir / "smoke" / "chapters" / "capacity_vs_data.json").read_text())
     assert claims["scale"] == "smoke" and claims["provenance"]["run_ids"]
     for claim in claims["claims"]:
-        assert set(claim) >= {"id", "statement", "paper", "reproduced", "statistic", "verdict"}
-        assert claim["verdict"] in VERDICTS
+        assert set(claim) >= {"id", "kind", "statement", "paper", "statistic", "verdict"}
+        assert claim["verdict"] in VERDICTS and claim["statistic"]["n_seeds"] == 2
+        assert claim["verdict"] == "inconclusive" and "at least 3 are needed" in claim["statistic"]["reason"]
     nb = nbformat.read(result.notebook, as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and "hide-cell" in injected[0].metadata["tags"]
@@ -62,8 +63,15 @@ def test_smoke_book_builds_offline_html(results_dir):
     external = re.findall(r'<(?:script|link)[^>]+(?:src|href)="(https?://[^"]+)"', page)
     assert external == []
     assert re.search(r'<script[^>]+src="[^"]*_static/mathjax/[^"]*"', page)  # MathJax served locally
-    assert "not reproduced" in page or "reproduced" in page or "inconclusive" in page
-    assert json.loads((results_dir / "smoke" / "build_times.json").read_text())["chapters"]["capacity_vs_data"] > 0
+    # Each verdict the chapter computed is the one its page shows (glued into the verdict paragraph).
+    claims = {c["id"]: c["verdict"] for c in json.loads((results_dir / "smoke" / "chapters" / "capacity_vs_data.json").read_text())["claims"]}
+    for claim_id, glued in (("auc_rises_with_data", "verdict_auc"), ("accuracy_drops_with_data", "verdict_acc")):
+        assert claims[claim_id] in VERDICTS
+        assert f'<strong><span class="pasted-text">{claims[claim_id]}</span></strong>' in page, (claim_id, claims[claim_id])
+    assert "Where these numbers come from." in page and "re-computed here" in page
+    checks = json.loads((results_dir / "smoke" / "chapters" / "learning_dynamics.json").read_text())["claims"]
+    assert checks and all(c["kind"] == "check" and c["verdict"] in ("holds", "fails") for c in checks)
+    assert json.loads((results_dir / "smoke" / "chapters" / "build_times.json").read_text())["chapters"]["capacity_vs_data"] > 0
 
 
 def test_a_second_book_build_of_a_scale_waits_for_the_first(monkeypatch, capsys):

@@ -63,6 +63,11 @@ ERROR_CASES = [
     (["probe-convs", "--strides", "0"], "--strides and --threads must be positive"),
     (["probe-convs", "--precisions", "fp16"], "invalid choice: 'fp16'"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (CHAPTER[:-1] + ["--jobs", "-1"], "--jobs must be >= 0 (0 = the default), got -1"),
+    (["runs", "learning_dynamics", "--scale", "smoke"], "chapter learning_dynamics trains no stored runs"),
+    (["runs", "capacity_vs_data", "--scale", "smoke", "-p", "colour", "red"], "unknown parameter(s) colour"),
+    (["runs", "capacity_vs_data", "--scale", "smoke", "--jobs", "-2"], "jobs must be at least 1, got -2"),
+    (["replay", "--run", "nope"], "quick run nope is not published"),
 ]
 
 
@@ -167,4 +172,4 @@ def test_data_verify_fails_without_any_copy(tmp_path):
 @pytest.mark.slow
 def test_help_lists_every_command():
     code, out, _ = run_cli("--help")
-    assert code == 0 and all(cmd in out for cmd in ("train", "data", "chapter", "book"))
+    assert code == 0 and all(cmd in out for cmd in ("train", "data", "chapter", "book", "runs", "replay", "bench", "probe-convs"))

@@ -68,7 +68,7 @@ def test_monitor_logs_collapse_and_warns_once(results_dir, capsys):
     run = Run({"x": 1})
     run.start()
     data = datasets.load("fashion_mnist")
-    monitor = CollapseMonitor(run, data, TrainConfig(image_size=16), torch.device("cpu"), None)
+    monitor = CollapseMonitor(run, data, TrainConfig(image_size=16), torch.device("cpu"))
     monitor(CollapsedMethod(), 10)
     monitor(CollapsedMethod(), 20)
     records = run.monitor()
@@ -99,7 +99,7 @@ def test_batch_larger_than_the_subset_is_refused(results_dir):
 @pytest.mark.slow
 def test_tiny_run_is_stored_and_reused(results_dir, capsys):
     first = train(TINY, progress=False)
-    for key in ("run_id", "loss", "knn_acc", "linear_acc", "auc", "effective_rank", "pairs_per_s"):
+    for key in ("run_id", "loss", "weighted_knn_acc", "knn_acc", "linear_acc", "auc", "effective_rank", "pairs_per_s"):
         assert key in first
     run_dir = results_dir / first["run_id"]
     assert json.loads((run_dir / "config.json").read_text())["config"]["steps"] == 3
@@ -114,6 +114,23 @@ def test_tiny_run_is_stored_and_reused(results_dir, capsys):
     assert again == first and "re-using" in capsys.readouterr().err
     forced = train(TINY, progress=False, force=True)
     assert forced["run_id"] == first["run_id"] and forced["train_seconds"] != first["train_seconds"]
+
+
+@pytest.mark.slow
+def test_stop_after_trains_the_first_steps_of_the_full_schedule(results_dir, tmp_path, monkeypatch):
+    """What the replay check compares: the first steps of a run, on the run's own lr schedule, bitwise."""
+    from dataclasses import replace
+
+    from ssl_src.store import StoredRun
+
+    cfg = replace(TINY, steps=6)
+    full = train(cfg, progress=False, log_every=2, evaluate=False)
+    curve = lambda root, run_id: [(m["step"], m["loss"], m["lr"]) for m in StoredRun(root / run_id, run_id).metrics()]
+    monkeypatch.setenv("SSL_RESULTS", str(tmp_path / "other"))
+    partial = train(cfg, progress=False, log_every=2, stop_after=4)
+    assert partial == {"run_id": full["run_id"], "stopped_at": 4}
+    assert curve(tmp_path / "other", full["run_id"]) == curve(results_dir, full["run_id"])[:2]
+    assert not (tmp_path / "other" / full["run_id"] / "summary.json").exists()  # never mistaken for a finished run
 
 
 @pytest.mark.slow
