@@ -7,6 +7,7 @@ preset), runs the experiment function of its module here, and writes its claims 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -95,13 +96,17 @@ def published_json(scale: str, name: str, compute) -> dict:
 
     path = results_root() / scale / "measurements" / f"{name}.json"
     if not retraining():
-        try:
-            return dict(json.loads(path.read_text()), read_from_published=True)
+        try:  # JSON has no NaN: the writer stored a missing measurement as null (store.json_safe)
+            return dict(json.loads(path.read_text(), object_hook=_null_is_nan), read_from_published=True)
         except (OSError, ValueError):
             pass
     stored = {"value": compute(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": describe()}
     write_json_atomic(path, stored)
     return dict(stored, read_from_published=False)
+
+
+def _null_is_nan(record: dict) -> dict:
+    return {k: math.nan if v is None else v for k, v in record.items()}
 
 
 def parameters_key(p: dict) -> str:
