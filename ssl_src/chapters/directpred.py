@@ -23,7 +23,7 @@ PRESETS = {
     "smoke": dict(dataset="fashion_mnist", width=4, image_size=16, steps=6, batch_size=64, lr=0.03, weight_decay=4e-4,
                   ema=0.996, seeds=[0, 1, 2], variants=list(VARIANTS), eval_train_images=1000, eval_test_images=300),
     "quick": dict(dataset="fashion_mnist", width=8, image_size=20, steps=300, batch_size=128, lr=0.03,
-                  weight_decay=4e-4, ema=0.996, seeds=[0, 1, 2], variants=list(VARIANTS), eval_train_images=20000,
+                  weight_decay=4e-4, ema=0.996, seeds=[0, 1, 2, 3, 4], variants=list(VARIANTS), eval_train_images=20000,
                   eval_test_images=10000),
     "paper": dict(dataset="stl10", width=64, image_size=96, steps=100 * (105_000 // 128), batch_size=128, lr=0.03,
                   weight_decay=4e-4, ema=0.996, seeds=[0, 1, 2], variants=list(VARIANTS), eval_train_images=0,
