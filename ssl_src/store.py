@@ -204,7 +204,8 @@ class Run(StoredRun):
 
     def __init__(self, config: dict, root: Path | None = None):
         self.config = config
-        super().__init__((root or results_root()) / run_id(config), run_id(config))
+        identity = run_id(config)
+        super().__init__((root or results_root()) / identity, identity)
 
     @property
     def checkpoint_path(self) -> Path:

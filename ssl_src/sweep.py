@@ -120,7 +120,8 @@ def run_summaries(cfgs: list[TrainConfig], scale: str, *, jobs: int | None = Non
     todo = list({run.id: cfg for run, cfg in zip(runs, cfgs) if run.id not in summaries}.values())
     if len(todo) <= 1 or jobs == 1:
         for cfg in todo:
-            summaries[Run(cfg.to_dict()).id] = train(cfg, progress=progress)
+            summary = train(cfg, progress=progress)
+            summaries[summary["run_id"]] = summary
             publish(Run(cfg.to_dict()), scale)
     else:
         workers = min(jobs, len(todo))
