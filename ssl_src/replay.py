@@ -78,13 +78,18 @@ def threads(n: int):
         torch.set_num_threads(previous)
 
 
-def smoke_reference_config() -> TrainConfig:
-    """The smoke reference: the first trained run of the capacity chapter's smoke preset (seconds to train)."""
+def first_capacity_run(scale: str) -> TrainConfig:
+    """The first trained run of the capacity chapter's preset at `scale` (resolved, as its run id hashes it)."""
     from .chapters import capacity_vs_data, resolve_parameters
     from .sweep import resolve
 
-    cfgs = resolve(capacity_vs_data.configs(resolve_parameters(capacity_vs_data.PRESETS, "smoke")))
+    cfgs = resolve(capacity_vs_data.configs(resolve_parameters(capacity_vs_data.PRESETS, scale)))
     return next(cfg for cfg in cfgs if cfg.steps > 0)
+
+
+def smoke_reference_config() -> TrainConfig:
+    """The smoke reference: the first trained run of the capacity chapter's smoke preset (seconds to train)."""
+    return first_capacity_run("smoke")
 
 
 def make_smoke_reference(log=print) -> Path:
@@ -107,12 +112,9 @@ def make_smoke_reference(log=print) -> Path:
 
 def default_quick_run() -> str:
     """The first trained run of the capacity chapter's quick preset."""
-    from .chapters import capacity_vs_data, resolve_parameters
-    from .store import Run
-    from .sweep import resolve
+    from .store import run_id
 
-    cfgs = resolve(capacity_vs_data.configs(resolve_parameters(capacity_vs_data.PRESETS, "quick")))
-    return next(Run(cfg.to_dict()).id for cfg in cfgs if cfg.steps > 0)
+    return run_id(first_capacity_run("quick").to_dict())
 
 
 def _published(root: Path, run_id: str, what: str) -> StoredRun:
