@@ -25,7 +25,7 @@ from tqdm.std import tqdm
 from . import data as datasets
 from .augment import AugmentConfig, augment
 from .errors import TrainingStopped, UserError, matches_type
-from .evaluate import evaluate_features, extract_features
+from .evaluate import evaluate_features, extract_features, weighted_knn_accuracy
 from .hardware import autocast_dtype, pick_device
 from .methods import build_method, method_names
 from .metrics import asymmetry, collapse_metrics, eigenspace_alignment, normalised_std
@@ -38,6 +38,8 @@ OPTIMIZERS = ("sgd", "lars", "adamw")
 PREDICTORS = ("mlp", "linear")
 BN_VIEWS = ("joint", "per_view")
 MONITOR_PROBE_IMAGES = 2048
+MONITOR_TEST_IMAGES = 1024  # queries of the monitor's kNN, against the probe set's features as the bank
+MONITOR_KNN_K = 20  # weighted kNN on a 2048-image bank: k = 200 would vote with a tenth of the bank
 COLLAPSE_WARNING_RANK = 2.0  # effective rank below this = complete collapse
 CHECKPOINT_EVERY = 500  # steps: a quick-scale run (1000 steps, ~2 min) loses at most a minute; a GPU paper run, minutes
 TIMING_FIELDS = ("train_seconds", "pairs_per_s", "monitor_seconds", "eval_seconds")  # the summary fields a re-run may change
@@ -237,18 +239,25 @@ def _log(msg: str) -> None:
 
 
 class CollapseMonitor:
-    """Collapse metrics of the fp32 backbone features of a fixed probe set, every `monitor_every` steps."""
+    """Collapse metrics of the fp32 backbone features of a fixed probe set, every `monitor_every` steps, and
+    a small weighted kNN (fixed test images against the probe set): the learning curve of a run."""
 
     def __init__(self, run: Run, data: datasets.ImageData, cfg: TrainConfig, device):
         idx = torch.from_numpy(datasets.data_permutation(len(data.train_images), cfg.data_seed + 1)[:MONITOR_PROBE_IMAGES])
-        self.images, self.data, self.cfg, self.device, self.run = data.train_images[idx], data, cfg, device, run
+        test_idx = torch.from_numpy(datasets.data_permutation(len(data.test_images), cfg.data_seed + 1)[:MONITOR_TEST_IMAGES])
+        self.images, self.labels = data.train_images[idx], data.train_labels[idx]
+        self.test_images, self.test_labels = data.test_images[test_idx], data.test_labels[test_idx]
+        self.data, self.cfg, self.device, self.run = data, cfg, device, run
         self.seconds = 0.0
         self.warned = False
 
     def __call__(self, method, step: int) -> None:
         started = time.perf_counter()
         features = extract_features(method.backbone, self.images, self.data, self.cfg.image_size, self.device)
+        test_features = extract_features(method.backbone, self.test_images, self.data, self.cfg.image_size, self.device)
         metrics = collapse_metrics(features)
+        metrics["knn_acc"] = weighted_knn_accuracy(features, self.labels, test_features, self.test_labels,
+                                                   self.data.num_classes, k=MONITOR_KNN_K)
         self.run.log_monitor(dict(metrics, step=step, **predictor_spectra(method, features, self.device)))
         if metrics["effective_rank"] < COLLAPSE_WARNING_RANK and not self.warned:
             _log(f"warning: run {self.run.id} step {step}: effective rank {metrics['effective_rank']:.2f} "

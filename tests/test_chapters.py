@@ -91,3 +91,34 @@ def test_performance_check_fails_when_a_failing_convolution_is_not_routed():
 def test_chapter_parameters_are_checked_before_any_work(chapter, params, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
         check_parameters(chapter, "smoke", params)
+
+
+def test_a_probe_budget_is_epochs_of_its_pool_and_every_net_gets_its_random_init():
+    from ssl_src.chapters import choosing_a_scale as scale_search
+    from ssl_src.chapters import resolve_parameters
+
+    setting = dict(scale_search.RECIPE_V0, pool=0.1, fraction=0.01, epochs=50.0, batch_size=128)
+    assert scale_search.steps_of(setting) == round(50 * 6000 / 128)  # the pool's epochs, whatever the fraction
+    p = resolve_parameters(scale_search.PRESETS, "quick")
+    cfg = scale_search.config(setting, p)
+    assert (cfg.subset, cfg.steps) == (pytest.approx(0.001), 2344)
+    grid = scale_search.grid(scale_search.RECIPE_V0, width=[2, 4], fraction=[0.01, 1.0])
+    assert [(s["width"], s["fraction"]) for s in grid] == [(2, 0.01), (2, 1.0), (4, 0.01), (4, 1.0)]
+    settings = scale_search.settings(p)
+    trained = [s for s in settings if s["probe"] != "random init"]
+    nets = {(s["arch"], s["width"], s["image_size"], s["seed"]) for s in trained}
+    random_init = [s for s in settings if s["probe"] == "random init"]
+    assert {(s["arch"], s["width"], s["image_size"], s["seed"]) for s in random_init} == nets
+    assert all(scale_search.config(s, p).steps == 0 for s in random_init)
+
+
+def test_the_smoke_preset_shrinks_every_probe_run():
+    from ssl_src.chapters import choosing_a_scale as scale_search
+    from ssl_src.chapters import resolve_parameters
+
+    p = resolve_parameters(scale_search.PRESETS, "smoke")
+    cfgs = scale_search.configs(p)
+    assert {(c.width, c.image_size, c.batch_size) for c in cfgs} == {(4, 16, 32)}
+    assert max(c.steps for c in cfgs) == 4 and min(c.steps for c in cfgs) == 0
+    with pytest.raises(UserError, match="unknown probe"):
+        check_parameters("choosing_a_scale", "smoke", {"probes": ["no_such_probe"]})

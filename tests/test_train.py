@@ -77,6 +77,25 @@ def test_monitor_logs_collapse_and_warns_once(results_dir, capsys):
     assert capsys.readouterr().err.count("collapsed completely") == 1
 
 
+class PixelMethod(torch.nn.Module):
+    """A 'backbone' that returns the pixels: the monitor's kNN then measures the raw images."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = torch.nn.Flatten()
+
+
+def test_monitor_knn_separates_pixels_from_a_collapsed_backbone(results_dir):
+    run = Run({"x": 2})
+    run.start()
+    monitor = CollapseMonitor(run, datasets.load("fashion_mnist"), TrainConfig(image_size=16), torch.device("cpu"))
+    monitor(PixelMethod(), 0)
+    monitor(CollapsedMethod(), 1)
+    pixels, collapsed = run.monitor()
+    assert pixels["knn_acc"] > 0.7  # raw Fashion-MNIST pixels: ~80 % with a 2048-image bank
+    assert collapsed["knn_acc"] < 0.2  # every test image ties: chance level
+
+
 def test_monitor_tracks_a_linear_predictor_against_its_input_correlation(results_dir):
     from dataclasses import replace
 

@@ -1,0 +1,259 @@
+"""Choosing a scale: the search for a CPU regime in which the collapse paper's effects can show.
+
+A probe is a question and the grid of SimSiam settings that answers it; each setting is a recipe (one of
+the named constants below, never edited once its runs are published) with some of its values changed.
+The training budget is counted in epochs of the *pool*, the part of Fashion-MNIST's 60k training images
+that plays "100 %"; `fraction` is the subset of the pool a run trains on, at the pool's step budget (the
+paper's equal-step-budget design: a 1 % subset sees 100 times more epochs of its images).
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..augment import GREY_SMALL
+from ..store import find_run
+from ..sweep import resolve, run_summaries
+from ..train import TrainConfig
+from . import PRECISION
+
+FASHION_MNIST_TRAIN = 60_000
+
+# The quick recipe the chapters used before this study (capacity chapter, 1000 steps = 2 epochs of 60k).
+RECIPE_V0 = dict(arch="resnet18", width=8, image_size=20, pool=1.0, fraction=1.0, epochs=5.0, batch_size=128,
+                 base_lr=0.05, weight_decay=5e-4, warmup_steps=50, ordering="iid", seed=0)
+# solo-learn's CIFAR learning rate and weight decay: the fastest learner of the learning-rate probe.
+RECIPE_V1 = dict(RECIPE_V0, base_lr=0.5, weight_decay=1e-5)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A question, the settings that answer it, and the axes its figure draws (`curves`: the monitor's
+    learning curves, one line per value of `axes[0]`; `map`: a heat map of axes[0] x axes[1])."""
+
+    question: str
+    settings: tuple[dict, ...]
+    figure: str = "curves"
+    axes: tuple[str, ...] = ()
+
+
+def grid(recipe: dict, **axes) -> tuple[dict, ...]:
+    """Every combination of the axes' values laid over the recipe."""
+    names = list(axes)
+    return tuple(dict(recipe, **dict(zip(names, values))) for values in itertools.product(*axes.values()))
+
+
+PROBES = {
+    "learning_rate": Probe(
+        "How fast does SimSiam learn at the old quick recipe's lr (0.05 x 128/256) and at the larger rates "
+        "of lightly's (0.06 unscaled) and solo-learn's (0.5 x batch/256, weight decay 1e-5) CIFAR recipes?",
+        grid(RECIPE_V0, base_lr=[0.05, 0.12, 0.5]) + grid(RECIPE_V0, base_lr=[0.5], weight_decay=[1e-5]),
+        axes=("base_lr", "weight_decay")),
+    "capacity_map": Probe(
+        "Where is a net short of capacity for its data? Width x fraction of the pool at an equal step budget "
+        "(5 epochs of 60k): the paper's signature is an AUC that rises with data for narrow nets only.",
+        grid(RECIPE_V1, width=[2, 4, 8], fraction=[0.01, 0.1, 1.0]), figure="map", axes=("width", "fraction")),
+}
+
+PRESETS = {
+    # smoke: every probe's grid, each run shrunk to a few steps on a small net (checks the pipeline only)
+    "smoke": dict(probes=list(PROBES), steps=4, batch_size=32, image_size=16, width=4, eval_train_images=1000,
+                  eval_test_images=300),
+    "quick": dict(probes=list(PROBES), steps=0, batch_size=0, image_size=0, width=0, eval_train_images=0,
+                  eval_test_images=0),
+}
+PRESETS["paper"] = PRESETS["quick"]  # the search is about the CPU: its paper scale is its quick scale
+
+SETTING_COLUMNS = ("probe", "arch", "width", "image_size", "pool", "fraction", "epochs", "batch_size", "base_lr",
+                   "weight_decay", "warmup_steps", "ordering", "seed")
+
+
+def steps_of(setting: dict) -> int:
+    """The step budget: `epochs` of the pool at the batch size (0 epochs: the network at initialisation)."""
+    return round(setting["epochs"] * setting["pool"] * FASHION_MNIST_TRAIN / setting["batch_size"])
+
+
+def _shrunk(setting: dict, p: dict) -> dict:
+    """The setting with the preset's non-zero overrides (smoke: tiny nets and batches)."""
+    return dict(setting, **{k: p[k] for k in ("batch_size", "image_size", "width") if p[k]})
+
+
+def config(setting: dict, p: dict) -> TrainConfig:
+    s = _shrunk(setting, p)
+    steps = min(steps_of(s), p["steps"]) if p["steps"] else steps_of(s)
+    return TrainConfig(
+        method="simsiam", arch=s["arch"], width=s["width"], dataset="fashion_mnist", image_size=s["image_size"],
+        subset=s["pool"] * s["fraction"], ordering=s["ordering"], steps=steps, batch_size=s["batch_size"],
+        seed=s["seed"], base_lr=s["base_lr"], weight_decay=s["weight_decay"], warmup_steps=min(s["warmup_steps"], steps),
+        proj_layers=2, bn_views="joint", augment=GREY_SMALL, eval_train_images=p["eval_train_images"],
+        eval_test_images=p["eval_test_images"], precision=PRECISION[p["scale"]])
+
+
+def settings(p: dict) -> list[dict]:
+    """Every probe's settings, then the random-init network (0 epochs) of each distinct arch, width, image size
+    and seed among them: the baseline every trained net is measured against."""
+    trained = [dict(s, probe=name) for name in p["probes"] for s in PROBES[name].settings]
+    nets = dict.fromkeys((s["arch"], s["width"], s["image_size"], s["seed"]) for s in trained)
+    return trained + [dict(RECIPE_V0, arch=a, width=w, image_size=i, seed=seed, epochs=0.0, probe="random init")
+                      for a, w, i, seed in nets]
+
+
+def configs(p: dict) -> list[TrainConfig]:
+    return [config(s, p) for s in settings(p)]
+
+
+def check(p: dict) -> None:
+    from ..errors import UserError
+
+    unknown = sorted(set(p["probes"]) - set(PROBES))
+    if unknown:
+        raise UserError(f"unknown probe(s) {', '.join(unknown)}; valid: {', '.join(PROBES)}")
+    resolve(configs(p))
+
+
+SUMMARY_COLUMNS = ("weighted_knn_acc", "knn_acc", "linear_acc", "auc", "effective_rank", "loss", "steps",
+                   "train_seconds", "eval_seconds", "pairs_per_s", "run_id")
+
+
+def probe_table(p: dict, progress: bool = True) -> pd.DataFrame:
+    """One row per setting: its values, its run's summary (trained here or read from the published set), and
+    its weighted kNN in points above the raw pixels at its image size and above its random-init network."""
+    from . import raw_pixels
+
+    rows = settings(p)
+    summaries = run_summaries(configs(p), p["scale"], progress=progress)
+    table = pd.DataFrame([dict({k: s[k] for k in SETTING_COLUMNS}, **{k: r.get(k) for k in SUMMARY_COLUMNS})
+                          for s, r in zip(rows, summaries)])
+    table["image_size"] = [c.image_size for c in configs(p)]  # after the smoke preset's shrinking
+    table["width"] = [c.width for c in configs(p)]
+    raw = {size: raw_pixels(dict(dataset="fashion_mnist", image_size=size, eval_train_images=p["eval_train_images"],
+                                 eval_test_images=p["eval_test_images"], scale=p["scale"]))["weighted_knn_acc"]
+           for size in table.image_size.unique()}
+    net = ["arch", "width", "image_size", "seed"]
+    random_init = table[table.probe == "random init"].set_index(net).weighted_knn_acc
+    table["above_raw_pixels"] = 100 * (table.weighted_knn_acc - table.image_size.map(raw))
+    table["above_random_init"] = 100 * (table.weighted_knn_acc - random_init.reindex(pd.MultiIndex.from_frame(table[net])).values)
+    return table
+
+
+def learning_curves(table: pd.DataFrame, scale: str) -> pd.DataFrame:
+    """The live monitor of each run, long format: run_id, step, epoch (of the pool), knn_acc (the monitor's
+    small weighted kNN, where recorded), auc, effective_rank."""
+    frames = []
+    for row in table.itertuples():
+        monitor = pd.DataFrame(find_run(row.run_id, scale).monitor())
+        steps_per_epoch = row.pool * FASHION_MNIST_TRAIN / row.batch_size
+        frames.append(monitor.reindex(columns=["step", "knn_acc", "auc", "effective_rank"])
+                      .assign(run_id=row.run_id, epoch=lambda m: m.step / steps_per_epoch))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def label(row, axes: tuple[str, ...]) -> str:
+    return ", ".join(f"{a} {getattr(row, a):g}" if isinstance(getattr(row, a), float) else f"{a} {getattr(row, a)}"
+                     for a in axes)
+
+
+def plot_probe(name: str, table: pd.DataFrame, scale: str):
+    """The probe's figure: learning curves (monitor kNN and AUC against epochs of the pool), or heat maps of
+    the final AUC and weighted kNN over its two axes (mean over seeds)."""
+    import matplotlib.pyplot as plt
+
+    probe, rows = PROBES[name], table[table.probe == name]
+    if probe.figure == "map":
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+        for ax, metric, title, cmap in zip(axes, ["auc", "weighted_knn_acc"], ["AUC (higher = more collapsed)",
+                                                                             "weighted kNN accuracy"], ["magma_r", "viridis"]):
+            grid_ = rows.groupby(list(probe.axes))[metric].mean().unstack()
+            image = ax.imshow(grid_.values, cmap=cmap, aspect="auto", origin="lower")
+            ax.set_xticks(range(grid_.shape[1]), [f"{v:g}" for v in grid_.columns])
+            ax.set_yticks(range(grid_.shape[0]), [f"{v:g}" for v in grid_.index])
+            ax.set_xlabel(probe.axes[1]); ax.set_ylabel(probe.axes[0]); ax.set_title(title, fontsize=10)
+            for (i, j), value in np.ndenumerate(grid_.values):
+                ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=8, color="w")
+            fig.colorbar(image, ax=ax)
+    else:
+        curves = learning_curves(rows, scale)
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
+        for row in rows.itertuples():
+            curve = curves[curves.run_id == row.run_id]
+            axes[0].plot(curve.epoch, 100 * curve.knn_acc, label=label(row, probe.axes))
+            axes[1].plot(curve.epoch, curve.auc)
+        axes[0].set_ylabel("monitor kNN accuracy (%)"); axes[1].set_ylabel("AUC (monitor probe set)")
+        for ax in axes:
+            ax.set_xlabel("epochs of the pool")
+        axes[0].legend(fontsize=8)
+    fig.suptitle(name.replace("_", " "), fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def cpu_hours(table: pd.DataFrame) -> float:
+    """Training plus evaluation time of the table's runs, in hours (each run used its share of the cores)."""
+    return float((table.train_seconds.fillna(0) + table.eval_seconds.fillna(0)).sum() / 3600)
+
+
+def runs_at(table: pd.DataFrame, setting: dict, metric: str) -> pd.Series:
+    """`metric` by seed of the trained runs whose values match `setting` (a run shared by two probes once)."""
+    match = np.logical_and.reduce([table[k] == v for k, v in setting.items() if k in SETTING_COLUMNS and k != "seed"])
+    rows = table[match & (table.probe != "random init")].drop_duplicates("run_id")
+    return rows.set_index("seed")[metric].sort_index()
+
+
+def paired(table: pd.DataFrame, a: dict, b: dict, metric: str) -> list[float]:
+    """Per-seed metric(a) - metric(b), over the seeds both settings have."""
+    left, right = runs_at(table, a, metric), runs_at(table, b, metric)
+    common = left.index.intersection(right.index)
+    return (left[common] - right[common]).tolist()
+
+
+LEARNED_MARGIN = 3.0  # points of weighted kNN a trained net must beat the raw pixels and its random init by
+PAPER_AUC_RISE = 0.86 - 0.61  # ResNet-18, 1 % -> 100 % of ImageNet (the authors' released spectra)
+
+
+def signature_claims(table: pd.DataFrame, regime: dict) -> list[dict]:
+    """The learned-features conditions and the paper's signatures (a)-(d) at a regime: {"recipe", "narrow",
+    "wide" (widths), "small", "middle", "large" (fractions of the pool), "deep" (an arch)}."""
+    from ..claims import claim
+
+    narrow = dict(regime["recipe"], width=regime["narrow"])
+    wide = dict(regime["recipe"], width=regime["wide"])
+    small, middle, large = regime["small"], regime["middle"], regime["large"]
+    at = lambda base, **values: dict(base, **values)
+    name = lambda s: f"{s['arch']} w{s['width']}"
+    full = at(narrow, fraction=large)
+    beyond = lambda column: [v - LEARNED_MARGIN for v in runs_at(table, full, column)]
+    rise = lambda s: paired(table, at(s, fraction=large), at(s, fraction=small), "auc")
+    narrow_rise, wide_rise = rise(narrow), rise(wide)
+    return [
+        claim("beats_raw_pixels", f"Learned features: {name(full)} beats the raw pixels' weighted kNN by more "
+              f"than {LEARNED_MARGIN:g} points.", "(a condition of this book, not a claim of the paper)",
+              beyond("above_raw_pixels"), +1, f"weighted kNN - raw pixels - {LEARNED_MARGIN:g} points"),
+        claim("beats_random_init", f"Learned features: {name(full)} beats its random-init network's weighted kNN "
+              f"by more than {LEARNED_MARGIN:g} points.", "(a condition of this book, not a claim of the paper)",
+              beyond("above_random_init"), +1, f"weighted kNN - random init - {LEARNED_MARGIN:g} points, by seed"),
+        claim("a_narrow_auc_rises_with_data", f"(a) At an equal step budget, {name(narrow)} collapses more (higher "
+              f"AUC) on {large:g} of the pool than on {small:g}.", "ResNet-18 AUC 0.61 at 1 % -> 0.86 at 100 % of "
+              "ImageNet (Fig. 11)", narrow_rise, +1, f"AUC(fraction {large:g}) - AUC(fraction {small:g})",
+              paper_effect=PAPER_AUC_RISE),
+        claim("a_narrow_rises_more_than_wide", f"(a) The AUC of {name(narrow)} rises with data more than that of "
+              f"{name(wide)}.", "small nets collapse with more data, large nets do not (Fig. 10)",
+              [n - w for n, w in zip(narrow_rise, wide_rise)], +1,
+              f"AUC rise of w{regime['narrow']} - AUC rise of w{regime['wide']}, by seed"),
+        claim("b_narrow_accuracy_drops_with_data", f"(b) {name(narrow)} is less accurate trained on {large:g} of "
+              f"the pool than on {middle:g}, at an equal step budget.", "ResNet-18 accuracy falls at 100 % of "
+              "ImageNet (Fig. 10, Table 2)", paired(table, full, at(narrow, fraction=middle), "weighted_knn_acc"),
+              -1, f"weighted kNN(fraction {large:g}) - weighted kNN(fraction {middle:g})"),
+        claim("c_deeper_collapses_more", f"(c) {regime['deep']} at width {regime['narrow']} collapses more than "
+              f"{name(narrow)}.", "ResNet-34 more collapsed than ResNet-18 at equal width (supplement Fig. 1)",
+              paired(table, at(full, arch=regime["deep"]), full, "auc"), +1, f"AUC({regime['deep']}) - AUC({narrow['arch']})"),
+        claim("d_single_pass_less_collapsed", f"(d) Single-pass training collapses {name(narrow)} less than "
+              "multiple passes.", "single pass and hybrid less collapsed than multiple pass (Fig. 14)",
+              paired(table, at(full, ordering="single"), full, "auc"), -1, "AUC(single pass) - AUC(multiple pass)"),
+        claim("d_single_pass_more_accurate", f"(d) Single-pass training makes {name(narrow)} more accurate than "
+              "multiple passes.", "single pass 44.5 % vs multiple pass 30.0 % linear, ResNet-18 (Table 2)",
+              paired(table, at(full, ordering="single"), full, "weighted_knn_acc"), +1,
+              "weighted kNN(single pass) - weighted kNN(multiple pass)"),
+    ]
