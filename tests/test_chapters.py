@@ -122,3 +122,62 @@ def test_the_smoke_preset_shrinks_every_probe_run():
     assert max(c.steps for c in cfgs) == 4 and min(c.steps for c in cfgs) == 0
     with pytest.raises(UserError, match="unknown probe"):
         check_parameters("choosing_a_scale", "smoke", {"probes": ["no_such_probe"]})
+
+
+def _probe_rows(scale_search, rows):
+    """A probe table of hand-made runs: (setting overrides, seed, auc, weighted kNN points, above raw, above random)."""
+    base = dict(scale_search.REGIME["recipe"], probe="p")
+    out = []
+    for i, (values, seed, auc, knn) in enumerate(rows):
+        out.append(dict(base, **values, seed=seed, auc=auc, weighted_knn_points=knn, run_id=f"r{i}",
+                        above_raw_pixels=knn - 80.0, above_random_init=knn - 60.0))
+    return pd.DataFrame(out)
+
+
+def test_signature_claims_read_paired_seeds_from_the_probe_table():
+    from ssl_src.chapters import choosing_a_scale as scale_search
+    from ssl_src.chapters import resolve_parameters
+
+    regime = scale_search.REGIME
+    narrow, wide = regime["narrow"], regime["wide"]
+    rows = []
+    for seed, noise in enumerate([0.0, 0.004, -0.003]):
+        rows += [(dict(width=narrow, fraction=0.01), seed, 0.80 + noise, 86.0),
+                 (dict(width=narrow, fraction=0.1), seed, 0.81 + noise, 87.0 + noise),
+                 (dict(width=narrow, fraction=1.0), seed, 0.85 + noise + noise, 85.0),  # rises by 0.05 + noise
+                 (dict(width=wide, fraction=0.01), seed, 0.80, 88.0),
+                 (dict(width=wide, fraction=1.0), seed, 0.80 + noise, 88.0),  # does not rise
+                 (dict(width=narrow, fraction=1.0, arch=regime["deep"]), seed, 0.84 + noise, 84.0)]  # less collapsed
+    table = _probe_rows(scale_search, rows)
+    claims = {c["id"]: c for c in scale_search.signature_claims(table, regime, resolve_parameters(scale_search.PRESETS, "quick"))}
+    rise = claims["a_narrow_auc_rises_with_data"]["statistic"]
+    assert rise["per_seed"] == pytest.approx([0.05, 0.054, 0.047])
+    assert claims["a_narrow_auc_rises_with_data"]["verdict"] == "reproduced"
+    assert rise["effect_fraction"] == pytest.approx(np.mean([0.05, 0.054, 0.047]) / 0.25)
+    assert claims["a_narrow_rises_more_than_wide"]["verdict"] == "reproduced"
+    assert claims["b_narrow_accuracy_drops_with_data"]["statistic"]["per_seed"] == pytest.approx([-2.0, -2.004, -1.997])
+    assert claims["c_deeper_collapses_more"]["verdict"] == "not reproduced"  # 0.01 less collapsed on every seed
+    assert claims["beats_raw_pixels"]["statistic"]["per_seed"] == pytest.approx([2.0] * 3)  # 5 points above, minus 3
+    assert claims["beats_raw_pixels"]["verdict"] == "reproduced"
+    assert claims["d_single_pass_less_collapsed"]["verdict"] == "inconclusive"  # no single-pass runs yet
+    assert claims["d_single_pass_less_collapsed"]["statistic"]["n_seeds"] == 0
+
+
+def test_retrain_budget_sums_the_published_runs_core_time(results_dir):
+    import json
+
+    from ssl_src.chapters import capacity_vs_data, resolve_parameters, retrain_budget
+    from ssl_src.store import Run
+    from ssl_src.sweep import resolve
+
+    empty = retrain_budget("smoke")
+    assert (empty.published == 0).all() and (empty.core_hours == 0).all()
+    first = Run(resolve(capacity_vs_data.configs(resolve_parameters(capacity_vs_data.PRESETS, "smoke")))[0].to_dict()).id
+    run_dir = results_dir / "smoke" / "runs" / first
+    run_dir.mkdir(parents=True)
+    (run_dir / "summary.json").write_text(json.dumps({"run_id": first}))
+    (run_dir / "provenance.json").write_text(json.dumps({"wall_seconds": 1800, "machine": {"torch_threads": 2}}))
+    budget = retrain_budget("smoke", cores=2)
+    assert budget.loc["capacity_vs_data", "published"] == 1
+    assert budget.loc["capacity_vs_data", "core_hours"] == pytest.approx(1.0)  # half an hour on 2 threads
+    assert budget.loc["capacity_vs_data", "hours_on_2_cores"] == pytest.approx(0.5)
