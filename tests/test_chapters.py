@@ -181,3 +181,16 @@ def test_retrain_budget_sums_the_published_runs_core_time(results_dir):
     assert budget.loc["capacity_vs_data", "published"] == 1
     assert budget.loc["capacity_vs_data", "core_hours"] == pytest.approx(1.0)  # half an hour on 2 threads
     assert budget.loc["capacity_vs_data", "hours_on_2_cores"] == pytest.approx(0.5)
+
+
+def test_data_trends_of_a_capacity_map():
+    from ssl_src.chapters import choosing_a_scale as scale_search
+
+    table = pd.DataFrame([dict(probe="m", width=w, fraction=f, seed=s, auc=auc + 0.01 * s, effective_rank_fraction=0.4,
+                               weighted_knn_points=knn)
+                          for w, f, auc, knn in [(2, 0.01, 0.80, 70.0), (2, 1.0, 0.85, 68.0), (8, 0.01, 0.80, 75.0),
+                                                 (8, 1.0, 0.80, 76.0)] for s in (0, 1)])
+    trends = scale_search.data_trends(table, "m")
+    assert trends.loc[2, "AUC change"] == pytest.approx(0.05) and trends.loc[8, "AUC change"] == pytest.approx(0.0)
+    assert trends.loc[2, "kNN change"] == pytest.approx(-2.0) and trends.loc[2, "seeds"] == 2
+    assert trends.loc[2, "AUC small"] == pytest.approx(0.805)  # the mean over seeds

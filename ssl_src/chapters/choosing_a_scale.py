@@ -276,3 +276,20 @@ def signature_claims(table: pd.DataFrame, regime: dict, p: dict) -> list[dict]:
               paired(table, at(full, ordering="single"), full, "weighted_knn_points"), +1,
               "weighted kNN points(single pass) - (multiple pass)"),
     ]
+
+
+def data_trends(table: pd.DataFrame, probe: str) -> pd.DataFrame:
+    """Per width of a width x fraction probe (mean over seeds): AUC, effective rank / d and weighted kNN at the
+    smallest and the largest fraction, and their change with data (the paper: AUC up, kNN down for narrow nets)."""
+    rows = table[table.probe == probe]
+    out = {}
+    for width, group in rows.groupby("width"):
+        by_fraction = group.groupby("fraction")[["auc", "effective_rank_fraction", "weighted_knn_points"]].mean()
+        small, large = by_fraction.iloc[0], by_fraction.iloc[-1]
+        out[width] = {"AUC small": small.auc, "AUC large": large.auc, "AUC change": large.auc - small.auc,
+                      "eff. rank / d small": small.effective_rank_fraction,
+                      "eff. rank / d large": large.effective_rank_fraction,
+                      "kNN small": small.weighted_knn_points, "kNN large": large.weighted_knn_points,
+                      "kNN change": large.weighted_knn_points - small.weighted_knn_points,
+                      "seeds": int(group.seed.nunique())}
+    return pd.DataFrame(out).T.rename_axis("width")
