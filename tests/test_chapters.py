@@ -190,7 +190,7 @@ def test_data_trends_of_a_capacity_map():
                                weighted_knn_points=knn)
                           for w, f, auc, knn in [(2, 0.01, 0.80, 70.0), (2, 1.0, 0.85, 68.0), (8, 0.01, 0.80, 75.0),
                                                  (8, 1.0, 0.80, 76.0)] for s in (0, 1)])
-    trends = scale_search.data_trends(table, "m")
+    trends = scale_search.data_trends(table.assign(run_id=range(len(table))), ["m"])
     assert trends.loc[2, "AUC change"] == pytest.approx(0.05) and trends.loc[8, "AUC change"] == pytest.approx(0.0)
     assert trends.loc[2, "kNN change"] == pytest.approx(-2.0) and trends.loc[2, "seeds"] == 2
     assert trends.loc[2, "AUC small"] == pytest.approx(0.805)  # the mean over seeds

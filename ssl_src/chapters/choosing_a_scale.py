@@ -56,6 +56,20 @@ PROBES = {
         "Where is a net short of capacity for its data? Width x fraction of the pool at an equal step budget "
         "(5 epochs of 60k): the paper's signature is an AUC that rises with data for narrow nets only.",
         grid(RECIPE_V1, width=[2, 4, 8], fraction=[0.01, 0.1, 1.0]), figure="map", axes=("width", "fraction")),
+    "depth": Probe(
+        "Does depth at equal width collapse more (supplement Fig. 1)? ResNet-34 against ResNet-18 at width 4 "
+        "on the whole pool, 3 seeds (the ResNet-18 runs: capacity map and seeds).",
+        grid(RECIPE_V1, arch=["resnet34"], width=[4], seed=[0, 1, 2]), axes=("arch", "seed")),
+    "ordering": Probe(
+        "Does single-pass training (each fifth of the pool for one epoch's steps: chunks = epochs, as the "
+        "authors' 100 chunks for 100 epochs) collapse the narrow net less than multiple passes (Fig. 14)?",
+        grid(RECIPE_V1, width=[4], ordering=["single"], seed=[0, 1, 2]), axes=("ordering", "seed")),
+    "seeds": Probe(
+        "Seeds 1 and 2 of the narrow net's column of the capacity map: three seeds for signatures (a) and (b).",
+        grid(RECIPE_V1, width=[4], fraction=[0.01, 0.1, 1.0], seed=[1, 2]), figure="map", axes=("width", "fraction")),
+    "seeds_wide": Probe(
+        "Seeds 1 and 2 of the wide net at the smallest and largest fraction: three seeds for the contrast of (a).",
+        grid(RECIPE_V1, width=[8], fraction=[0.01, 1.0], seed=[1, 2]), figure="map", axes=("width", "fraction")),
     "budget": Probe(
         "How many epochs does the net need to beat the raw pixels? 25 epochs of 60k at 20 px, and at 16 px "
         "(0.64 of the pixels, so of the convolution work).",
@@ -226,7 +240,7 @@ def paired(table: pd.DataFrame, a: dict, b: dict, metric: str) -> list[float]:
 
 # The regime the signatures are judged at (chosen from the capacity map; the probes that give it 3 seeds
 # train the same settings with seeds 1 and 2).
-REGIME = dict(recipe=RECIPE_V1, narrow=2, wide=8, small=0.01, middle=0.1, large=1.0, deep="resnet34")
+REGIME = dict(recipe=RECIPE_V1, narrow=4, wide=8, small=0.01, middle=0.1, large=1.0, deep="resnet34")
 LEARNED_MARGIN = 3.0  # points of weighted kNN a trained net must beat the raw pixels and its random init by
 PAPER_AUC_RISE = 0.86 - 0.61  # ResNet-18, 1 % -> 100 % of ImageNet (the authors' released spectra)
 
@@ -278,10 +292,10 @@ def signature_claims(table: pd.DataFrame, regime: dict, p: dict) -> list[dict]:
     ]
 
 
-def data_trends(table: pd.DataFrame, probe: str) -> pd.DataFrame:
+def data_trends(table: pd.DataFrame, probes: list[str]) -> pd.DataFrame:
     """Per width of a width x fraction probe (mean over seeds): AUC, effective rank / d and weighted kNN at the
     smallest and the largest fraction, and their change with data (the paper: AUC up, kNN down for narrow nets)."""
-    rows = table[table.probe == probe]
+    rows = table[table.probe.isin(probes)].drop_duplicates("run_id")
     out = {}
     for width, group in rows.groupby("width"):
         by_fraction = group.groupby("fraction")[["auc", "effective_rank_fraction", "weighted_knn_points"]].mean()
