@@ -68,8 +68,8 @@ PROBES = {
         "Seeds 1 and 2 of the narrow net's column of the capacity map: three seeds for signatures (a) and (b).",
         grid(RECIPE_V1, width=[4], fraction=[0.01, 0.1, 1.0], seed=[1, 2]), figure="map", axes=("width", "fraction")),
     "seeds_wide": Probe(
-        "Seeds 1 and 2 of the wide net at the smallest and largest fraction: three seeds for the contrast of (a).",
-        grid(RECIPE_V1, width=[8], fraction=[0.01, 1.0], seed=[1, 2]), figure="map", axes=("width", "fraction")),
+        "Seeds 1 and 2 of the wide net's column: three seeds for the contrast of (a).",
+        grid(RECIPE_V1, width=[8], fraction=[0.01, 0.1, 1.0], seed=[1, 2]), figure="map", axes=("width", "fraction")),
     "budget": Probe(
         "How many epochs does the net need to beat the raw pixels? 25 epochs of 60k at 20 px, and at 16 px "
         "(0.64 of the pixels, so of the convolution work).",
