@@ -194,3 +194,23 @@ def test_data_trends_of_a_capacity_map():
     assert trends.loc[2, "AUC change"] == pytest.approx(0.05) and trends.loc[8, "AUC change"] == pytest.approx(0.0)
     assert trends.loc[2, "kNN change"] == pytest.approx(-2.0) and trends.loc[2, "seeds"] == 2
     assert trends.loc[2, "AUC small"] == pytest.approx(0.805)  # the mean over seeds
+
+
+def test_published_orphans_are_runs_no_chapter_uses(results_dir):
+    from ssl_src.chapters import chapter_run_ids, published_orphans
+
+    used = chapter_run_ids("smoke")["capacity_vs_data"][0]
+    for run_id in (used, "0123456789ab"):
+        (results_dir / "smoke" / "runs" / run_id).mkdir(parents=True)
+    assert published_orphans("smoke") == ["0123456789ab"]
+
+
+def test_the_quick_book_renders_from_published_runs_only():
+    """Every run a chapter uses at the quick preset is published (so `make book` trains nothing), and every
+    published quick run is used by a chapter (a changed preset leaves no stale runs behind)."""
+    from ssl_src.chapters import published_orphans, retrain_budget
+
+    budget = retrain_budget("quick")
+    missing = budget[budget.published < budget.runs]
+    assert missing.empty, f"runs not published: {missing[['runs', 'published']].to_dict('index')}"
+    assert published_orphans("quick") == []

@@ -151,24 +151,42 @@ def write_chapter_results(chapter: str, params: dict, claims: list[dict], runs: 
     return path
 
 
+def chapter_run_ids(scale: str) -> dict[str, list[str]]:
+    """The run ids every training chapter uses at its preset for `scale`, in `_toc.yml` order."""
+    from ..book import chapter_names
+    from ..store import Run
+    from ..sweep import resolve
+
+    out = {}
+    for name in chapter_names():
+        module = chapter_module(name)
+        if module is not None and hasattr(module, "configs"):
+            cfgs = resolve(module.configs(resolve_parameters(module.PRESETS, scale)))
+            out[name] = list(dict.fromkeys(Run(cfg.to_dict()).id for cfg in cfgs))
+    return out
+
+
+def published_orphans(scale: str) -> list[str]:
+    """Published runs of `scale` that no chapter uses at its preset any more (left by a changed preset)."""
+    from ..store import published_root
+
+    used = {run_id for ids in chapter_run_ids(scale).values() for run_id in ids}
+    root = published_root(scale)
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and d.name not in used) if root.is_dir() else []
+
+
 def retrain_budget(scale: str, cores: int = 2) -> "pd.DataFrame":
     """Per training chapter at its preset: its runs, how many are published, and the time a re-train from
     scratch takes, estimated from the published runs' wall times (core-hours: wall time x threads; hours:
     core-hours / `cores`, the runs filling the cores)."""
     import pandas as pd
 
-    from ..book import chapter_names
-    from ..store import Run, StoredRun, published_root
-    from ..sweep import resolve
+    from ..store import StoredRun, published_root
 
     rows = []
-    for name in chapter_names():
-        module = chapter_module(name)
-        if module is None or not hasattr(module, "configs"):
-            continue
-        ids = list(dict.fromkeys(Run(cfg.to_dict()).id for cfg in resolve(module.configs(resolve_parameters(module.PRESETS, scale)))))
-        provenances = [StoredRun(published_root(scale) / i, i) for i in ids]
-        provenances = [run.provenance() for run in provenances if run.finished()]
+    for name, ids in chapter_run_ids(scale).items():
+        runs = [StoredRun(published_root(scale) / i, i) for i in ids]
+        provenances = [run.provenance() for run in runs if run.finished()]
         core_seconds = sum(p["wall_seconds"] * p.get("machine", {}).get("torch_threads", 1) for p in provenances)
         rows.append({"chapter": name, "runs": len(ids), "published": len(provenances),
                      "core_hours": core_seconds / 3600, f"hours_on_{cores}_cores": core_seconds / 3600 / cores})

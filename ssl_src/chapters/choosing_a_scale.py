@@ -307,3 +307,18 @@ def data_trends(table: pd.DataFrame, probes: list[str]) -> pd.DataFrame:
                       "kNN change": large.weighted_knn_points - small.weighted_knn_points,
                       "seeds": int(group.seed.nunique())}
     return pd.DataFrame(out).T.rename_axis("width")
+
+
+def findings(table: pd.DataFrame, regime: dict, p: dict) -> dict:
+    """The numbers the chapter's summary quotes: the best trained net (weighted kNN, and its margin over the
+    raw pixels and its random init), and the narrow and wide nets' AUC and kNN change with data."""
+    trained = table[table.probe != "random init"]
+    best = trained.loc[trained.weighted_knn_points.idxmax()]
+    trends = data_trends(table, [name for name, probe in PROBES.items() if probe.figure == "map" and name in p["probes"]])
+    narrow, wide = (_shrunk(dict(regime["recipe"], width=regime[k]), p)["width"] for k in ("narrow", "wide"))
+    pick = lambda width, column: float(trends.loc[width, column]) if width in trends.index else float("nan")
+    return {"best_knn": float(best.weighted_knn_points), "best_above_raw": float(best.above_raw_pixels),
+            "best_above_random": float(best.above_random_init), "best_setting": label(best, ("probe", "width", "epochs", "image_size", "base_lr")),
+            "narrow": narrow, "wide": wide, "narrow_auc_change": pick(narrow, "AUC change"),
+            "wide_auc_change": pick(wide, "AUC change"), "narrow_knn_change": pick(narrow, "kNN change"),
+            "wide_knn_change": pick(wide, "kNN change"), "runs": int(len(table)), "cpu_hours": cpu_hours(table)}
