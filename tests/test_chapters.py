@@ -214,3 +214,19 @@ def test_the_quick_book_renders_from_published_runs_only():
     missing = budget[budget.published < budget.runs]
     assert missing.empty, f"runs not published: {missing[['runs', 'published']].to_dict('index')}"
     assert published_orphans("quick") == []
+
+
+def test_a_probe_figure_shows_its_runs_beside_their_counterparts():
+    from ssl_src.chapters import choosing_a_scale as scale_search
+    from ssl_src.chapters import resolve_parameters
+
+    p = resolve_parameters(scale_search.PRESETS, "quick")
+    rows = [dict(s, probe=name, run_id=f"{name}{i}") for name in ("depth", "seeds", "capacity_map")
+            for i, s in enumerate(scale_search.PROBES[name].settings)]
+    table = pd.DataFrame(rows)
+    depth = scale_search.figure_rows(table, "depth", p)
+    # ResNet-34 at width 4 on the whole pool, beside ResNet-18 at width 4 on the whole pool (every seed)
+    assert set(zip(depth.arch, depth.seed)) == {("resnet34", s) for s in (0, 1, 2)} | {("resnet18", s) for s in (0, 1, 2)}
+    assert set(depth.fraction) == {1.0} and set(depth.width) == {4}
+    capacity = scale_search.figure_rows(table, "capacity_map", p)
+    assert len(capacity) == 9 + 6 and set(capacity.arch) == {"resnet18"}  # the map's seed 0 and seeds 1, 2

@@ -31,8 +31,10 @@ RECIPE_V1 = dict(RECIPE_V0, base_lr=0.5, weight_decay=1e-5)
 
 @dataclass(frozen=True)
 class Probe:
-    """A question, the settings that answer it, and the axes its figure draws (`curves`: the monitor's
-    learning curves, one line per value of `axes[0]`; `map`: a heat map of axes[0] x axes[1])."""
+    """A question, the settings that answer it, and the axes its figure draws (`curves`: the learning curves
+    of every run that differs from the probe's settings only along its axes, one line per run; `map`: heat
+    maps over axes[0] x axes[1], the mean over every seed trained at those values; `none`: its runs add
+    seeds to another probe's figure)."""
 
     question: str
     settings: tuple[dict, ...]
@@ -66,10 +68,10 @@ PROBES = {
         grid(RECIPE_V1, width=[4], ordering=["single"], seed=[0, 1, 2]), axes=("ordering", "seed")),
     "seeds": Probe(
         "Seeds 1 and 2 of the narrow net's column of the capacity map: three seeds for signatures (a) and (b).",
-        grid(RECIPE_V1, width=[4], fraction=[0.01, 0.1, 1.0], seed=[1, 2]), figure="map", axes=("width", "fraction")),
+        grid(RECIPE_V1, width=[4], fraction=[0.01, 0.1, 1.0], seed=[1, 2]), figure="none"),
     "seeds_wide": Probe(
         "Seeds 1 and 2 of the wide net's column: three seeds for the contrast of (a).",
-        grid(RECIPE_V1, width=[8], fraction=[0.01, 0.1, 1.0], seed=[1, 2]), figure="map", axes=("width", "fraction")),
+        grid(RECIPE_V1, width=[8], fraction=[0.01, 0.1, 1.0], seed=[1, 2]), figure="none"),
     "budget": Probe(
         "How many epochs does the net need to beat the raw pixels? 25 epochs of 60k at 20 px, and at 16 px "
         "(0.64 of the pixels, so of the convolution work).",
@@ -145,8 +147,8 @@ def probe_table(p: dict, progress: bool = True) -> pd.DataFrame:
     summaries = run_summaries(configs(p), p["scale"], progress=progress)
     table = pd.DataFrame([dict({k: s[k] for k in SETTING_COLUMNS}, **{k: r.get(k) for k in SUMMARY_COLUMNS})
                           for s, r in zip(rows, summaries)])
-    table["image_size"] = [c.image_size for c in configs(p)]  # after the smoke preset's shrinking
-    table["width"] = [c.width for c in configs(p)]
+    for column in ("batch_size", "image_size", "width"):  # as trained, after the smoke preset's shrinking
+        table[column] = [getattr(c, column) for c in configs(p)]
     raw = {size: raw_pixels(dict(dataset="fashion_mnist", image_size=size, eval_train_images=p["eval_train_images"],
                                  eval_test_images=p["eval_test_images"], scale=p["scale"]))["weighted_knn_acc"]
            for size in table.image_size.unique()}
@@ -186,13 +188,16 @@ CURVE_PANELS = (("knn_acc", "monitor kNN accuracy"), ("auc", "AUC (monitor probe
                 ("effective_rank", "effective rank (monitor probe set)"), ("loss", "training loss"))
 
 
-def plot_probe(name: str, table: pd.DataFrame, scale: str):
+def plot_probe(name: str, table: pd.DataFrame, p: dict):
     """The probe's figure: heat maps over its two axes of the final AUC, effective rank / d (AUC grows with
     the representation's dimension d, so widths compare better by the fraction) and weighted kNN (mean over
     seeds); or its runs' learning curves against epochs of the pool."""
     import matplotlib.pyplot as plt
 
-    probe, rows = PROBES[name], table[table.probe == name]
+    probe = PROBES[name]
+    if probe.figure == "none":
+        return None
+    rows = figure_rows(table, name, p)
     if probe.figure == "map":
         fig, axes = plt.subplots(1, len(MAP_PANELS), figsize=(14, 3.6))
         for ax, (metric, title, cmap) in zip(axes, MAP_PANELS):
@@ -205,18 +210,35 @@ def plot_probe(name: str, table: pd.DataFrame, scale: str):
                 ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=8, color="grey")
             fig.colorbar(image, ax=ax)
     else:
-        curves = learning_curves(rows, scale)
+        curves = learning_curves(rows, p["scale"])
         fig, axes = plt.subplots(1, len(CURVE_PANELS), figsize=(16, 3.4), sharex=True)
+        keys = [a for a in probe.axes if a != "seed"]  # one colour per value of the axes; its seeds share it
+        colours = {}
         for row in rows.itertuples():
-            curve = curves[curves.run_id == row.run_id]
+            curve, name_ = curves[curves.run_id == row.run_id], label(row, keys)
+            colour = colours.setdefault(name_, f"C{len(colours)}")
             for ax, (metric, _) in zip(axes, CURVE_PANELS):
-                ax.plot(curve.epoch, curve[metric], label=label(row, probe.axes) if ax is axes[0] else None)
+                ax.plot(curve.epoch, curve[metric], c=colour, lw=1.2, alpha=0.8,
+                        label=name_ if ax is axes[0] and name_ not in ax.get_legend_handles_labels()[1] else None)
         for ax, (_, title) in zip(axes, CURVE_PANELS):
             ax.set_xlabel("epochs of the pool"); ax.set_title(title, fontsize=10)
         axes[0].legend(fontsize=8)
     fig.suptitle(name.replace("_", " "), fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def figure_rows(table: pd.DataFrame, name: str, p: dict) -> pd.DataFrame:
+    """The trained runs (any probe's) that share every value the probe's settings have in common, except
+    along the probe's axes and the seed: a probe's figure shows its runs beside their counterparts."""
+    probe = PROBES[name]
+    free = set(probe.axes) | {"seed", "probe"}
+    common = {k: v for k, v in probe.settings[0].items()
+              if k in SETTING_COLUMNS and k not in free and all(s[k] == v for s in probe.settings)}
+    common = {k: _shrunk(common, p)[k] for k in common}
+    trained = table[table.probe != "random init"]
+    match = np.logical_and.reduce([trained[k] == v for k, v in common.items()]) if common else True
+    return trained[match].drop_duplicates("run_id")
 
 
 def cpu_hours(table: pd.DataFrame) -> float:
