@@ -113,12 +113,13 @@ def config(setting: dict, p: dict) -> TrainConfig:
 
 
 def settings(p: dict) -> list[dict]:
-    """Every probe's settings, then the random-init network (0 epochs) of each distinct arch, width, image size
-    and seed among them: the baseline every trained net is measured against."""
+    """The random-init network (0 epochs: evaluated, not trained) of each distinct arch, width, image size and
+    seed among the probes' settings, the baseline every trained net is measured against; then every probe's
+    settings, in the order the probes were run."""
     trained = [dict(s, probe=name) for name in p["probes"] for s in PROBES[name].settings]
     nets = dict.fromkeys((s["arch"], s["width"], s["image_size"], s["seed"]) for s in trained)
-    return trained + [dict(RECIPE_V0, arch=a, width=w, image_size=i, seed=seed, epochs=0.0, probe="random init")
-                      for a, w, i, seed in nets]
+    return [dict(RECIPE_V0, arch=a, width=w, image_size=i, seed=seed, epochs=0.0, probe="random init")
+            for a, w, i, seed in nets] + trained
 
 
 def configs(p: dict) -> list[TrainConfig]:
