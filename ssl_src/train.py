@@ -256,7 +256,7 @@ class CollapseMonitor:
         features = extract_features(method.backbone, self.images, self.data, self.cfg.image_size, self.device)
         test_features = extract_features(method.backbone, self.test_images, self.data, self.cfg.image_size, self.device)
         metrics = collapse_metrics(features)
-        metrics["knn_acc"] = weighted_knn_accuracy(features, self.labels, test_features, self.test_labels,
+        metrics["weighted_knn20_acc"] = weighted_knn_accuracy(features, self.labels, test_features, self.test_labels,
                                                    self.data.num_classes, k=MONITOR_KNN_K)
         self.run.log_monitor(dict(metrics, step=step, **predictor_spectra(method, features, self.device)))
         if metrics["effective_rank"] < COLLAPSE_WARNING_RANK and not self.warned:

@@ -118,7 +118,8 @@ def test_the_smoke_preset_shrinks_every_probe_run():
 
     p = resolve_parameters(scale_search.PRESETS, "smoke")
     cfgs = scale_search.configs(p)
-    assert {(c.width, c.image_size, c.batch_size) for c in cfgs} == {(4, 16, 32)}
+    assert {(c.image_size, c.batch_size) for c in cfgs} == {(16, 32)}
+    assert {c.width for c in cfgs} == {2, 4, 8}  # the probes' own widths: narrow and wide stay apart
     assert max(c.steps for c in cfgs) == 4 and min(c.steps for c in cfgs) == 0
     with pytest.raises(UserError, match="unknown probe"):
         check_parameters("choosing_a_scale", "smoke", {"probes": ["no_such_probe"]})

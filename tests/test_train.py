@@ -92,8 +92,8 @@ def test_monitor_knn_separates_pixels_from_a_collapsed_backbone(results_dir):
     monitor(PixelMethod(), 0)
     monitor(CollapsedMethod(), 1)
     pixels, collapsed = run.monitor()
-    assert pixels["knn_acc"] > 0.7  # raw Fashion-MNIST pixels: ~80 % with a 2048-image bank
-    assert collapsed["knn_acc"] < 0.2  # every test image ties: chance level
+    assert pixels["weighted_knn20_acc"] > 0.7  # raw Fashion-MNIST pixels: ~80 % with a 2048-image bank
+    assert collapsed["weighted_knn20_acc"] < 0.2  # every test image ties: chance level
 
 
 def test_monitor_tracks_a_linear_predictor_against_its_input_correlation(results_dir):
