@@ -29,6 +29,15 @@ VERDICTS = ("reproduced", "not reproduced", "inconclusive")
 CHECK_VERDICTS = ("holds", "fails", "not measured")
 
 
+def paired_by_seed(left: "pd.Series", right: "pd.Series") -> "pd.Series":
+    """left - right per seed (both indexed by seed), over the seeds both have a finite value for: the
+    differences every claim is judged on. A seed measured twice on one side is an error, not an average."""
+    for side in (left, right):
+        if not side.index.is_unique:
+            raise ValueError(f"a seed appears twice: {sorted(side.index[side.index.duplicated()].tolist())}")
+    return (left - right).dropna()
+
+
 def _t_test(d: np.ndarray, against: float, alternative: str) -> float:
     """p of the one-sample t-test of mean(d) against `against` (what scipy.stats.ttest_1samp gives, from
     Student's t distribution directly: the Monte-Carlo test calls it 10^5 times); identical differences

@@ -126,7 +126,8 @@ def test_the_smoke_preset_shrinks_every_probe_run():
 
 
 def _probe_rows(scale_search, rows):
-    """A probe table of hand-made runs: (setting overrides, seed, auc, weighted kNN points, above raw, above random)."""
+    """A probe table of hand-made runs from (setting overrides, seed, auc, weighted kNN points); the kNN is
+    80 points for the raw pixels and 60 for every random-init net."""
     base = dict(scale_search.REGIME["recipe"], probe="p")
     out = []
     for i, (values, seed, auc, knn) in enumerate(rows):
@@ -162,6 +163,20 @@ def test_signature_claims_read_paired_seeds_from_the_probe_table():
     assert claims["beats_raw_pixels"]["verdict"] == "reproduced"
     assert claims["d_single_pass_less_collapsed"]["verdict"] == "inconclusive"  # no single-pass runs yet
     assert claims["d_single_pass_less_collapsed"]["statistic"]["n_seeds"] == 0
+    # a wide seed missing: the contrast pairs seed by seed (never seed 1 of one net with seed 2 of the other)
+    without = table[~((table.width == wide) & (table.seed == 1))]
+    contrast = {c["id"]: c for c in scale_search.signature_claims(without, regime, resolve_parameters(
+        scale_search.PRESETS, "quick"))}["a_narrow_rises_more_than_wide"]["statistic"]["per_seed"]
+    assert contrast == pytest.approx([0.05 - 0.0, 0.047 - (-0.003)])  # seeds 0 and 2
+
+
+def test_paired_by_seed_refuses_a_seed_measured_twice():
+    from ssl_src.claims import paired_by_seed
+
+    left, right = pd.Series([1.0, 2.0, np.nan], index=[0, 1, 2]), pd.Series([0.5, 0.5, 0.5, 9.0], index=[0, 1, 2, 3])
+    assert paired_by_seed(left, right).to_dict() == {0: 0.5, 1: 1.5}  # seed 2 has no value, seed 3 no partner
+    with pytest.raises(ValueError, match="seed appears twice"):
+        paired_by_seed(pd.Series([1.0, 2.0], index=[0, 0]), right)
 
 
 def test_retrain_budget_sums_the_published_runs_core_time(results_dir):
@@ -191,7 +206,7 @@ def test_data_trends_of_a_capacity_map():
                                weighted_knn_points=knn)
                           for w, f, auc, knn in [(2, 0.01, 0.80, 70.0), (2, 1.0, 0.85, 68.0), (8, 0.01, 0.80, 75.0),
                                                  (8, 1.0, 0.80, 76.0)] for s in (0, 1)])
-    trends = scale_search.data_trends(table.assign(run_id=range(len(table))), ["m"])
+    trends = scale_search.data_trends(table.assign(run_id=range(len(table))))
     assert trends.loc[2, "AUC change"] == pytest.approx(0.05) and trends.loc[8, "AUC change"] == pytest.approx(0.0)
     assert trends.loc[2, "kNN change"] == pytest.approx(-2.0) and trends.loc[2, "seeds"] == 2
     assert trends.loc[2, "AUC small"] == pytest.approx(0.805)  # the mean over seeds
@@ -222,12 +237,14 @@ def test_a_probe_figure_shows_its_runs_beside_their_counterparts():
     from ssl_src.chapters import resolve_parameters
 
     p = resolve_parameters(scale_search.PRESETS, "quick")
-    rows = [dict(s, probe=name, run_id=f"{name}{i}") for name in ("depth", "seeds", "capacity_map")
+    rows = [dict(s, probe=name, run_id=f"{name}{i}") for name in ("depth", "seeds", "capacity_map", "ordering")
             for i, s in enumerate(scale_search.PROBES[name].settings)]
     table = pd.DataFrame(rows)
     depth = scale_search.figure_rows(table, "depth", p)
     # ResNet-34 at width 4 on the whole pool, beside ResNet-18 at width 4 on the whole pool (every seed)
     assert set(zip(depth.arch, depth.seed)) == {("resnet34", s) for s in (0, 1, 2)} | {("resnet18", s) for s in (0, 1, 2)}
-    assert set(depth.fraction) == {1.0} and set(depth.width) == {4}
+    assert set(depth.fraction) == {1.0} and set(depth.width) == {4} and set(depth.ordering) == {"iid"}
+    ordering = scale_search.figure_rows(table, "ordering", p)
+    assert set(zip(ordering.ordering, ordering.arch)) == {("single", "resnet18"), ("iid", "resnet18")}
     capacity = scale_search.figure_rows(table, "capacity_map", p)
     assert len(capacity) == 9 + 6 and set(capacity.arch) == {"resnet18"}  # the map's seed 0 and seeds 1, 2

@@ -175,19 +175,26 @@ def published_orphans(scale: str) -> list[str]:
     return sorted(d.name for d in root.iterdir() if d.is_dir() and d.name not in used) if root.is_dir() else []
 
 
+def core_hours(runs: list) -> float:
+    """CPU time of stored runs from their provenance: wall time x the threads each used, in hours (a run is
+    counted once however many probes or chapters share it)."""
+    unique = {run.id: run for run in runs}.values()
+    return sum(p["wall_seconds"] * p.get("machine", {}).get("torch_threads", 1)
+               for p in (run.provenance() for run in unique)) / 3600
+
+
 def retrain_budget(scale: str, cores: int = 2) -> "pd.DataFrame":
     """Per training chapter at its preset: its runs, how many are published, and the time a re-train from
-    scratch takes, estimated from the published runs' wall times (core-hours: wall time x threads; hours:
-    core-hours / `cores`, the runs filling the cores)."""
+    scratch takes, estimated from the published runs' wall times (core-hours / `cores`: the runs filling
+    the cores, as the sweep runs them)."""
     import pandas as pd
 
     from ..store import StoredRun, published_root
 
     rows = []
     for name, ids in chapter_run_ids(scale).items():
-        runs = [StoredRun(published_root(scale) / i, i) for i in ids]
-        provenances = [run.provenance() for run in runs if run.finished()]
-        core_seconds = sum(p["wall_seconds"] * p.get("machine", {}).get("torch_threads", 1) for p in provenances)
-        rows.append({"chapter": name, "runs": len(ids), "published": len(provenances),
-                     "core_hours": core_seconds / 3600, f"hours_on_{cores}_cores": core_seconds / 3600 / cores})
+        published = [run for run in (StoredRun(published_root(scale) / i, i) for i in ids) if run.finished()]
+        hours = core_hours(published)
+        rows.append({"chapter": name, "runs": len(ids), "published": len(published), "core_hours": hours,
+                     f"hours_on_{cores}_cores": hours / cores})
     return pd.DataFrame(rows).set_index("chapter")

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from ..augment import IMAGENET, GREY_SMALL
-from ..claims import claim
+from ..claims import claim, paired_by_seed
 from ..sweep import resolve, run_summaries
 from ..train import TrainConfig
 from . import PRECISION
@@ -79,9 +79,7 @@ def paper_auc_rise(small: float, large: float) -> float | None:
 def _paired(df: pd.DataFrame, metric: str, a: dict, b: dict) -> list[float]:
     """Per-seed metric(a) - metric(b), for the seeds both conditions have."""
     sel = lambda cond: df[np.logical_and.reduce([df[k] == v for k, v in cond.items()])].set_index("seed")[metric]
-    left, right = sel(a), sel(b)
-    common = left.index.intersection(right.index)
-    return (left[common] - right[common]).tolist()
+    return paired_by_seed(sel(a), sel(b)).tolist()
 
 
 def claims(df: pd.DataFrame, p: dict) -> list[dict]:

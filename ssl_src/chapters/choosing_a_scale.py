@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..augment import GREY_SMALL
+from ..claims import paired_by_seed
 from ..store import find_run
 from ..sweep import resolve, run_summaries
 from ..train import TrainConfig
@@ -89,7 +90,10 @@ PRESETS = {
     "quick": dict(probes=list(PROBES), steps=0, batch_size=0, image_size=0, width=0, eval_train_images=0,
                   eval_test_images=0),
 }
-PRESETS["paper"] = PRESETS["quick"]  # the search is about the CPU: its paper scale is its quick scale
+# The search is about the CPU: at the paper scale the chapter shows the quick search (the notebook resolves
+# its parameters at DATA_SCALE[scale]; the paper preset exists so a paper-scale book validates it).
+PRESETS["paper"] = PRESETS["quick"]
+DATA_SCALE = {"smoke": "smoke", "quick": "quick", "paper": "quick"}
 
 SETTING_COLUMNS = ("probe", "arch", "width", "image_size", "pool", "fraction", "epochs", "batch_size", "base_lr",
                    "weight_decay", "warmup_steps", "ordering", "seed")
@@ -184,7 +188,8 @@ def learning_curves(table: pd.DataFrame, scale: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def label(row, axes: tuple[str, ...]) -> str:
+def label(row, axes) -> str:
+    """A run's values along some axes, for a legend: "width 4, fraction 0.1"."""
     return ", ".join(f"{a} {getattr(row, a):g}" if isinstance(getattr(row, a), float) else f"{a} {getattr(row, a)}"
                      for a in axes)
 
@@ -223,11 +228,11 @@ def plot_probe(name: str, table: pd.DataFrame, p: dict):
         keys = [a for a in probe.axes if a != "seed"]  # one colour per value of the axes; its seeds share it
         colours = {}
         for row in rows.itertuples():
-            curve, name_ = curves[curves.run_id == row.run_id], label(row, keys)
-            colour = colours.setdefault(name_, f"C{len(colours)}")
+            curve, legend = curves[curves.run_id == row.run_id], label(row, keys)
+            colour = colours.setdefault(legend, f"C{len(colours)}")
             for ax, (metric, _) in zip(axes, CURVE_PANELS):
                 ax.plot(curve.epoch, curve[metric], c=colour, lw=1.2, alpha=0.8,
-                        label=name_ if ax is axes[0] and name_ not in ax.get_legend_handles_labels()[1] else None)
+                        label=legend if ax is axes[0] and legend not in ax.get_legend_handles_labels()[1] else None)
         for ax, (_, title) in zip(axes, CURVE_PANELS):
             ax.set_xlabel("epochs of the pool"); ax.set_title(title, fontsize=10)
         axes[0].legend(fontsize=8)
@@ -249,9 +254,11 @@ def figure_rows(table: pd.DataFrame, name: str, p: dict) -> pd.DataFrame:
     return trained[match].drop_duplicates("run_id")
 
 
-def cpu_hours(table: pd.DataFrame) -> float:
-    """Training plus evaluation time of the table's runs, in hours (each run used its share of the cores)."""
-    return float((table.train_seconds.fillna(0) + table.eval_seconds.fillna(0)).sum() / 3600)
+def cpu_hours(table: pd.DataFrame, scale: str) -> float:
+    """Core-hours of the table's runs (training and evaluation, from their provenance), each run once."""
+    from . import core_hours
+
+    return core_hours([find_run(run_id, scale) for run_id in table.run_id.unique()])
 
 
 def runs_at(table: pd.DataFrame, setting: dict, metric: str) -> pd.Series:
@@ -261,11 +268,9 @@ def runs_at(table: pd.DataFrame, setting: dict, metric: str) -> pd.Series:
     return rows.set_index("seed")[metric].sort_index()
 
 
-def paired(table: pd.DataFrame, a: dict, b: dict, metric: str) -> list[float]:
+def paired(table: pd.DataFrame, a: dict, b: dict, metric: str) -> pd.Series:
     """Per-seed metric(a) - metric(b), over the seeds both settings have."""
-    left, right = runs_at(table, a, metric), runs_at(table, b, metric)
-    common = left.index.intersection(right.index)
-    return (left[common] - right[common]).tolist()
+    return paired_by_seed(runs_at(table, a, metric), runs_at(table, b, metric))
 
 
 LEARNED_MARGIN = 3.0  # points of weighted kNN a trained net must beat the raw pixels and its random init by
@@ -284,7 +289,7 @@ def signature_claims(table: pd.DataFrame, regime: dict, p: dict) -> list[dict]:
     at = lambda base, **values: dict(base, **values)
     name = lambda s: f"{s['arch']} w{s['width']}"
     full = at(narrow, fraction=large)
-    beyond = lambda column: [v - LEARNED_MARGIN for v in runs_at(table, full, column)]
+    beyond = lambda column: runs_at(table, full, column).dropna() - LEARNED_MARGIN
     rise = lambda s: paired(table, at(s, fraction=large), at(s, fraction=small), "auc")
     narrow_rise, wide_rise = rise(narrow), rise(wide)
     return [
@@ -300,12 +305,13 @@ def signature_claims(table: pd.DataFrame, regime: dict, p: dict) -> list[dict]:
               paper_effect=PAPER_AUC_RISE),
         claim("a_narrow_rises_more_than_wide", f"(a) The AUC of {name(narrow)} rises with data more than that of "
               f"{name(wide)}.", "small nets collapse with more data, large nets do not (Fig. 10)",
-              [n - w for n, w in zip(narrow_rise, wide_rise)], +1,
-              f"AUC rise of w{regime['narrow']} - AUC rise of w{regime['wide']}, by seed"),
+              paired_by_seed(narrow_rise, wide_rise), +1,
+              f"AUC rise of w{regime['narrow']} - AUC rise of w{regime['wide']}, by seed (AUC grows with the "
+              "representation's dimension, so each rise is measured within one width)"),
         claim("b_narrow_accuracy_drops_with_data", f"(b) {name(narrow)} is less accurate trained on {large:g} of "
               f"the pool than on {middle:g}, at an equal step budget.", "ResNet-18 accuracy falls at 100 % of "
               "ImageNet (Fig. 10, Table 2)", paired(table, full, at(narrow, fraction=middle), "weighted_knn_points"),
-              -1, f"weighted kNN points(fraction {large:g}) - weighted kNN(fraction {middle:g})"),
+              -1, f"weighted kNN (points), fraction {large:g} - fraction {middle:g}"),
         claim("c_deeper_collapses_more", f"(c) {regime['deep']} at width {regime['narrow']} collapses more than "
               f"{name(narrow)}.", "ResNet-34 more collapsed than ResNet-18 at equal width (supplement Fig. 1)",
               paired(table, at(full, arch=regime["deep"]), full, "auc"), +1, f"AUC({regime['deep']}) - AUC({narrow['arch']})"),
@@ -315,16 +321,16 @@ def signature_claims(table: pd.DataFrame, regime: dict, p: dict) -> list[dict]:
         claim("d_single_pass_more_accurate", f"(d) Single-pass training makes {name(narrow)} more accurate than "
               "multiple passes.", "single pass 44.5 % vs multiple pass 30.0 % linear, ResNet-18 (Table 2)",
               paired(table, at(full, ordering="single"), full, "weighted_knn_points"), +1,
-              "weighted kNN points(single pass) - (multiple pass)"),
+              "weighted kNN (points), single pass - multiple pass"),
     ]
 
 
-def data_trends(table: pd.DataFrame, probes: list[str]) -> pd.DataFrame:
-    """Per width of a width x fraction probe (mean over seeds): AUC, effective rank / d and weighted kNN at the
-    smallest and the largest fraction, and their change with data (the paper: AUC up, kNN down for narrow nets)."""
-    rows = table[table.probe.isin(probes)].drop_duplicates("run_id")
+def data_trends(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per width of a width x fraction set of runs (mean over seeds): AUC, effective rank / d and weighted kNN
+    at the smallest and the largest fraction, and their change with data (the paper: AUC up, kNN down for
+    narrow nets)."""
     out = {}
-    for width, group in rows.groupby("width"):
+    for width, group in runs.drop_duplicates("run_id").groupby("width"):
         by_fraction = group.groupby("fraction")[["auc", "effective_rank_fraction", "weighted_knn_points"]].mean()
         small, large = by_fraction.iloc[0], by_fraction.iloc[-1]
         out[width] = {"AUC small": small.auc, "AUC large": large.auc, "AUC change": large.auc - small.auc,
@@ -338,14 +344,18 @@ def data_trends(table: pd.DataFrame, probes: list[str]) -> pd.DataFrame:
 
 def findings(table: pd.DataFrame, regime: dict, p: dict) -> dict:
     """The numbers the chapter's summary quotes: the best trained net (weighted kNN, and its margin over the
-    raw pixels and its random init), and the narrow and wide nets' AUC and kNN change with data."""
-    trained = table[table.probe != "random init"]
-    best = trained.loc[trained.weighted_knn_points.idxmax()]
-    trends = data_trends(table, [name for name, probe in PROBES.items() if probe.figure == "map" and name in p["probes"]])
+    raw pixels and its random init), and the narrow and wide nets' AUC and kNN change with data in the
+    capacity map (every seed trained)."""
+    trained = table[(table.probe != "random init") & table.weighted_knn_points.notna()]
+    best = trained.loc[trained.weighted_knn_points.idxmax()] if len(trained) else None
+    trends = data_trends(figure_rows(table, "capacity_map", p))
     narrow, wide = (_shrunk(dict(regime["recipe"], width=regime[k]), p)["width"] for k in ("narrow", "wide"))
     pick = lambda width, column: float(trends.loc[width, column]) if width in trends.index else float("nan")
-    return {"best_knn": float(best.weighted_knn_points), "best_above_raw": float(best.above_raw_pixels),
-            "best_above_random": float(best.above_random_init), "best_setting": label(best, ("probe", "width", "epochs", "image_size", "base_lr")),
+    best_value = lambda column: float(best[column]) if best is not None else float("nan")
+    return {"best_knn": best_value("weighted_knn_points"), "best_above_raw": best_value("above_raw_pixels"),
+            "best_above_random": best_value("above_random_init"),
+            "best_setting": label(best, ("probe", "width", "epochs", "image_size", "base_lr")) if best is not None else "none",
             "narrow": narrow, "wide": wide, "narrow_auc_change": pick(narrow, "AUC change"),
             "wide_auc_change": pick(wide, "AUC change"), "narrow_knn_change": pick(narrow, "kNN change"),
-            "wide_knn_change": pick(wide, "kNN change"), "runs": int(len(table)), "cpu_hours": cpu_hours(table)}
+            "wide_knn_change": pick(wide, "kNN change"), "runs": int(table.run_id.nunique()),
+            "cpu_hours": cpu_hours(table, p["scale"])}
