@@ -9,8 +9,6 @@ from ..claims import claim, paired_by_seed
 from ..sweep import resolve, run_summaries
 from ..train import TrainConfig
 from . import PRECISION
-from .choosing_a_scale import REGIME as QUICK_REGIME
-from .choosing_a_scale import steps_of
 
 IMAGENET_STEPS_100_EPOCHS = 100 * (1_281_167 // 256)
 
@@ -18,13 +16,8 @@ PRESETS = {
     "smoke": dict(dataset="fashion_mnist", archs=["resnet18"], widths=[4], subsets=[0.01, 1.0], seeds=[0, 1, 2],
                   steps=4, batch_size=64, image_size=28, lr=0.05, weight_decay=5e-4, warmup_steps=0,
                   proj_layers=2, bn_views="joint", eval_train_images=2000, eval_test_images=500),
-    # the regime chosen in the "Choosing a scale" chapter: its probe runs are this chapter's runs
-    "quick": dict(dataset="fashion_mnist", archs=[QUICK_REGIME["recipe"]["arch"]],
-                  widths=[QUICK_REGIME["narrow"], QUICK_REGIME["wide"]],
-                  subsets=[QUICK_REGIME["small"], QUICK_REGIME["middle"], QUICK_REGIME["large"]], seeds=[0, 1, 2],
-                  steps=steps_of(QUICK_REGIME["recipe"]), batch_size=QUICK_REGIME["recipe"]["batch_size"],
-                  image_size=QUICK_REGIME["recipe"]["image_size"], lr=QUICK_REGIME["recipe"]["base_lr"],
-                  weight_decay=QUICK_REGIME["recipe"]["weight_decay"], warmup_steps=QUICK_REGIME["recipe"]["warmup_steps"],
+    "quick": dict(dataset="fashion_mnist", archs=["resnet18"], widths=[8], subsets=[0.01, 0.1, 1.0], seeds=[0, 1, 2],
+                  steps=1000, batch_size=128, image_size=20, lr=0.05, weight_decay=5e-4, warmup_steps=50,
                   proj_layers=2, bn_views="joint", eval_train_images=0, eval_test_images=0),
     "paper": dict(dataset="imagenet", archs=["resnet18", "resnet34"], widths=[64],
                   subsets=[0.01, 0.05, 0.1, 0.2, 0.5, 1.0], seeds=[0, 1, 2], steps=IMAGENET_STEPS_100_EPOCHS,

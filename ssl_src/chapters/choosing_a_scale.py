@@ -87,8 +87,9 @@ PRESETS = {
     # smoke: every probe's grid, each run shrunk to a few steps on a small net (checks the pipeline only)
     "smoke": dict(probes=list(PROBES), steps=4, batch_size=32, image_size=16, width=0, eval_train_images=1000,
                   eval_test_images=300),
-    "quick": dict(probes=list(PROBES), steps=0, batch_size=0, image_size=0, width=0, eval_train_images=0,
-                  eval_test_images=0),
+    # quick: the probes whose runs are published (a probe still training is run with `-p probes`)
+    "quick": dict(probes=["learning_rate", "capacity_map"], steps=0, batch_size=0, image_size=0, width=0,
+                  eval_train_images=0, eval_test_images=0),
 }
 # The search is about the CPU: at the paper scale the chapter shows the quick search (the notebook resolves
 # its parameters at DATA_SCALE[scale]; the paper preset exists so a paper-scale book validates it).
