@@ -518,7 +518,9 @@ def _train_steps(cfg, run, method, data, schedule, device, rank, world, *, evalu
     }
     if evaluate:
         summary.update(evaluate_backbone(method, cfg, data, device))
-    run.finish(summary, provenance(cfg.seed, device, time.perf_counter() - started, str(dtype or torch.float32), world))
+    # wall time of the whole run: a resumed run adds the training time its checkpoint carried
+    run.finish(summary, provenance(cfg.seed, device, seconds_before + time.perf_counter() - started,
+                                   str(dtype or torch.float32), world))
     return summary
 
 

@@ -151,6 +151,8 @@ def test_every_training_state_survives_a_resume(method, results_dir, monkeypatch
     resumed = train(cfg, progress=False, checkpoint_every=5)
     assert without_timings(resumed) == without_timings(reference)
     assert not (run_path / "checkpoint.pt").exists()  # a finished run keeps model.pt only
+    wall = json.loads((run_path / "provenance.json").read_text())["wall_seconds"]
+    assert wall >= resumed["train_seconds"] + resumed["eval_seconds"]  # the steps before the interruption count too
 
 
 @pytest.mark.slow
