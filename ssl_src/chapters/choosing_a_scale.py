@@ -85,11 +85,11 @@ PROBES = {
 
 PRESETS = {
     # smoke: every probe's grid, each run shrunk to a few steps on a small net (checks the pipeline only)
-    "smoke": dict(probes=list(PROBES), steps=4, batch_size=32, image_size=16, width=0, eval_train_images=1000,
-                  eval_test_images=300),
+    "smoke": dict(probes=list(PROBES), settings_per_probe=2, steps=4, batch_size=32, image_size=16, width=0,
+                  eval_train_images=1000, eval_test_images=300),
     # quick: the probes whose runs are published (a probe still training is run with `-p probes`)
-    "quick": dict(probes=["learning_rate", "capacity_map"], steps=0, batch_size=0, image_size=0, width=0,
-                  eval_train_images=0, eval_test_images=0),
+    "quick": dict(probes=["learning_rate", "capacity_map"], settings_per_probe=0, steps=0, batch_size=0, image_size=0,
+                  width=0, eval_train_images=0, eval_test_images=0),
 }
 # The search is about the CPU: at the paper scale the chapter shows the quick search (the notebook resolves
 # its parameters at DATA_SCALE[scale]; the paper preset exists so a paper-scale book validates it).
@@ -128,7 +128,8 @@ def settings(p: dict) -> list[dict]:
     """The random-init network (0 epochs: evaluated, not trained) of each distinct arch, width, image size and
     seed among the probes' settings, the baseline every trained net is measured against; then every probe's
     settings, in the order the probes were run."""
-    trained = [dict(s, probe=name) for name in p["probes"] for s in PROBES[name].settings]
+    first = lambda settings: settings[: p["settings_per_probe"]] if p["settings_per_probe"] else settings
+    trained = [dict(s, probe=name) for name in p["probes"] for s in first(PROBES[name].settings)]
     nets = dict.fromkeys((s["arch"], s["width"], s["image_size"], s["seed"]) for s in trained)
     return [dict(REGIME["recipe"], arch=a, width=w, image_size=i, seed=seed, epochs=0.0, probe="random init")
             for a, w, i, seed in nets] + trained
