@@ -222,7 +222,9 @@ def plot_probe(name: str, table: pd.DataFrame, p: dict):
             ax.set_yticks(range(values.shape[0]), [f"{v:g}" for v in values.index])
             ax.set_xlabel(probe.axes[1]); ax.set_ylabel(probe.axes[0]); ax.set_title(title, fontsize=10)
             for (i, j), value in np.ndenumerate(values.values):
-                ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=8, color="grey")
+                r, g, b, _ = image.cmap(image.norm(value))  # dark text on light cells, light on dark
+                ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=8,
+                        color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white")
             fig.colorbar(image, ax=ax)
     else:
         curves = learning_curves(rows, p["scale"])
