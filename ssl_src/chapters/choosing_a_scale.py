@@ -88,7 +88,7 @@ PRESETS = {
     "smoke": dict(probes=list(PROBES), settings_per_probe=2, steps=4, batch_size=32, image_size=16, width=0,
                   eval_train_images=1000, eval_test_images=300),
     # quick: the probes whose runs are published (a probe still training is run with `-p probes`)
-    "quick": dict(probes=["learning_rate", "capacity_map", "depth", "ordering"], settings_per_probe=0, steps=0, batch_size=0, image_size=0,
+    "quick": dict(probes=["learning_rate", "capacity_map", "depth", "ordering", "seeds"], settings_per_probe=0, steps=0, batch_size=0, image_size=0,
                   width=0, eval_train_images=0, eval_test_images=0),
 }
 # The search is about the CPU: at the paper scale the chapter shows the quick search (the notebook resolves
