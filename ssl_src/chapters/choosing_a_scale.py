@@ -158,11 +158,12 @@ def probe_table(p: dict, progress: bool = True) -> pd.DataFrame:
     from . import raw_pixels
 
     rows = settings(p)
-    summaries = run_summaries(configs(p), p["scale"], progress=progress)
+    cfgs = [config(s, p) for s in rows]
+    summaries = run_summaries(cfgs, p["scale"], progress=progress)
     table = pd.DataFrame([dict({k: s[k] for k in SETTING_COLUMNS}, **{k: r.get(k) for k in SUMMARY_COLUMNS})
                           for s, r in zip(rows, summaries)])
     for column in ("batch_size", "image_size", "width"):  # as trained, after the smoke preset's shrinking
-        table[column] = [getattr(c, column) for c in configs(p)]
+        table[column] = [getattr(c, column) for c in cfgs]
     raw = {size: raw_pixels(dict(dataset="fashion_mnist", image_size=size, eval_train_images=p["eval_train_images"],
                                  eval_test_images=p["eval_test_images"], scale=p["scale"]))["weighted_knn_acc"]
            for size in table.image_size.unique()}
