@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from .. import __version__
@@ -21,6 +22,9 @@ SCALES = ("smoke", "quick", "paper")
 # slower than fp32, while on AVX512-BF16 CPUs fp32 costs less than 2x (the performance appendix measures
 # both on the machine that builds it). "auto" (bf16 on GPUs) at the paper scale.
 PRECISION = {"smoke": "fp32", "quick": "fp32", "paper": "auto"}
+# Points of weighted kNN accuracy by which a trained net must beat its random-init network (and, in the
+# search for a scale, the raw pixels) before its features count as learned.
+LEARNED_MARGIN = 3.0
 
 
 def resolve_parameters(presets: dict, scale: str, **given) -> dict:
@@ -129,6 +133,17 @@ def raw_pixels(p: dict) -> dict:
 
     key = f"{p['dataset']}-{p['image_size']}px-{p['eval_train_images']}-{p['eval_test_images']}"
     return published_json(p["scale"], f"raw_pixels-{key}", compute)["value"]
+
+
+def beats_random_init(net: str, points_above: "Sequence[float]") -> dict:
+    """The learned-features condition as a claim of this book: `net` beats its random-init network's weighted
+    kNN by more than LEARNED_MARGIN points; `points_above` holds the per-seed differences in points."""
+    from ..claims import claim
+
+    return claim("beats_random_init", f"Learned features: {net} beats its random-init network's weighted kNN "
+                 f"by more than {LEARNED_MARGIN:g} points.", "(a condition of this book, not a claim of the paper)",
+                 [d - LEARNED_MARGIN for d in points_above], +1,
+                 f"weighted kNN - random init - {LEARNED_MARGIN:g} points, by seed")
 
 
 def write_chapter_results(chapter: str, params: dict, claims: list[dict], runs: list[str], started: float) -> Path:

@@ -9,6 +9,7 @@ from ..claims import claim, paired_by_seed
 from ..sweep import resolve, run_summaries
 from ..train import TrainConfig
 from . import PRECISION
+from .choosing_a_scale import REGIME, steps_of
 
 IMAGENET_STEPS_100_EPOCHS = 100 * (1_281_167 // 256)
 
@@ -16,8 +17,13 @@ PRESETS = {
     "smoke": dict(dataset="fashion_mnist", archs=["resnet18"], widths=[4], subsets=[0.01, 1.0], seeds=[0, 1, 2],
                   steps=4, batch_size=64, image_size=28, lr=0.05, weight_decay=5e-4, warmup_steps=0,
                   proj_layers=2, bn_views="joint", eval_train_images=2000, eval_test_images=500),
-    "quick": dict(dataset="fashion_mnist", archs=["resnet18"], widths=[8], subsets=[0.01, 0.1, 1.0], seeds=[0, 1, 2],
-                  steps=1000, batch_size=128, image_size=20, lr=0.05, weight_decay=5e-4, warmup_steps=50,
+    # The regime chosen in "Choosing a scale": its narrow and wide nets, subsets and recipe, so the runs are
+    # the search's own (published once, shared by both chapters).
+    "quick": dict(dataset="fashion_mnist", archs=[REGIME["recipe"]["arch"]], widths=[REGIME["narrow"], REGIME["wide"]],
+                  subsets=[REGIME["small"], REGIME["middle"], REGIME["large"]], seeds=[0, 1, 2],
+                  steps=steps_of(REGIME["recipe"]), batch_size=REGIME["recipe"]["batch_size"],
+                  image_size=REGIME["recipe"]["image_size"], lr=REGIME["recipe"]["base_lr"],
+                  weight_decay=REGIME["recipe"]["weight_decay"], warmup_steps=REGIME["recipe"]["warmup_steps"],
                   proj_layers=2, bn_views="joint", eval_train_images=0, eval_test_images=0),
     "paper": dict(dataset="imagenet", archs=["resnet18", "resnet34"], widths=[64],
                   subsets=[0.01, 0.05, 0.1, 0.2, 0.5, 1.0], seeds=[0, 1, 2], steps=IMAGENET_STEPS_100_EPOCHS,

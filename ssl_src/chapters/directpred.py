@@ -9,7 +9,7 @@ from ..claims import claim, paired_by_seed
 from ..errors import UserError
 from ..sweep import resolve, run_summaries
 from ..train import TrainConfig
-from . import PRECISION
+from . import PRECISION, beats_random_init
 
 # Every variant is BYOL with the DirectPred code's projector (8w-8w-2w: 512-512-128 at width 64).
 VARIANTS = {
@@ -94,8 +94,12 @@ def above_random_init(runs: pd.DataFrame, variants: list[str], margin: float) ->
 
 
 def claims(runs: pd.DataFrame, p: dict) -> list[dict]:
+    """Learned features (the least accurate predictor's net of each seed against that seed's random-init
+    network), then the seed's comparisons of the predictors present."""
     present = set(p["variants"])
-    out = []
+    knn = lambda variant: runs[runs.variant == variant].set_index("seed").weighted_knn_acc
+    least = pd.concat([knn(v) for v in p["variants"]], axis=1).min(axis=1, skipna=False)
+    out = [beats_random_init("the least accurate predictor's net", (100 * paired_by_seed(least, knn(RANDOM_INIT))).tolist())]
     if {"DirectPred", "2-layer BN (SGD)"} <= present:
         out.append(claim("comparable_to_two_layer", "DirectPred is as accurate as the SGD-trained 2-layer BN predictor "
                          "(linear probe within 1 point).", PAPER["comparable"],

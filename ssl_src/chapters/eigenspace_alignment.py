@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 
 from ..augment import GREY_SMALL
-from ..claims import claim
+from ..claims import claim, paired_by_seed
 from ..errors import UserError
 from ..store import find_run
 from ..sweep import resolve, run_summaries
 from ..train import TrainConfig
-from . import PRECISION
+from . import PRECISION, beats_random_init
 
 PRESETS = {
     "smoke": dict(dataset="fashion_mnist", width=4, image_size=16, steps=6, batch_size=64, lr=0.03, weight_decay=4e-4,
@@ -78,12 +78,15 @@ def trajectory_summary(traj: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def claims(summaries: dict[int, pd.DataFrame]) -> list[dict]:
-    """Per seed, the last monitored step minus the first one after initialisation: at step 0 the projector's
-    BN running statistics still hold their initial values, so F measured in eval mode is not yet the
-    correlation the predictor sees."""
+def claims(runs: pd.DataFrame, summaries: dict[int, pd.DataFrame]) -> list[dict]:
+    """Whether the trained nets learned features (against the random-init network of their seed), then the
+    seed's statements: per seed, the last monitored step minus the first one after initialisation (at step 0
+    the projector's BN running statistics still hold their initial values, so F measured in eval mode is not
+    yet the correlation the predictor sees)."""
     change = lambda col: [float(t[col].iloc[-1] - t[col].iloc[1]) for t in summaries.values()]
+    knn = lambda kind: runs[runs.kind == kind].set_index("seed").weighted_knn_acc
     return [
+        beats_random_init("BYOL (linear predictor)", (100 * paired_by_seed(knn("trained"), knn("random init"))).tolist()),
         claim("alignment_rises", "The eigenvectors of F become eigenvectors of W_p: the mean cos(u_j, W_p u_j) over "
               "the leading half of F's eigenvectors rises during training.", SEED, change("alignment_top_half"),
               direction=+1, what="mean alignment (leading half), last - first monitored step, paired by seed"),
