@@ -7,7 +7,7 @@ import pandas as pd
 from ..augment import IMAGENET, GREY_SMALL
 from ..claims import claim, paired_by_seed
 from ..sweep import resolve, run_summaries
-from ..train import TrainConfig
+from ..config import TrainConfig
 from . import PRECISION
 
 IMAGENET_STEPS_100_EPOCHS = 100 * (1_281_167 // 256)
