@@ -95,10 +95,11 @@ class CoreConfig:
             raise UserError(f"subset must be in (0, 1], got {self.subset}")
         declared = METHODS[self.method].options
         for name, option in method_options().items():
-            option.check(name, getattr(self, name))
             if name not in declared and getattr(self, name) != option.default:
-                flag = option.flag or f"--{name.replace('_', '-')}"
-                raise UserError(f"{flag} applies to {' and '.join(option.methods)} only, not {self.method}")
+                flag, methods = option.flag or f"--{name.replace('_', '-')}", list(option.methods)
+                names = ", ".join(methods[:-1]) + " and " + methods[-1] if len(methods) > 1 else methods[0]
+                raise UserError(f"{flag} applies to {names} only, not {self.method}")
+            option.check(name, getattr(self, name))
         METHODS[self.method].check_config(self)
 
 

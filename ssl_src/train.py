@@ -102,7 +102,7 @@ class TrainState:
     generator: torch.Generator  # the augmentations' random stream (one per data-parallel rank)
     data: datasets.ImageData
     device: torch.device
-    parallel: SingleProcess = field(default_factory=SingleProcess)
+    parallel: SingleProcess  # this process's part in data parallelism (SingleProcess: all of it)
     step: int = 0  # steps done: the position in the batch schedule
     warmup: int = 0
     epoch_losses: collections.deque = field(default_factory=collections.deque)  # the summary's loss: last epoch
@@ -113,18 +113,21 @@ class TrainState:
 
     def __post_init__(self):
         self.dtype = autocast_dtype(self.cfg.precision, self.device)
-        self.model = self.model or self.method
-        self.started = time.perf_counter()
+        self.model = self.method if self.model is None else self.model
+        self.started = time.perf_counter()  # the origin of this process's share of the training time
         # the first non-finite step, kept on the device: reading it every step would synchronise a GPU
         self.first_nonfinite = torch.full((), -1, dtype=torch.long, device=self.device)
 
     def train_seconds(self) -> float:
         return self.seconds_before + time.perf_counter() - self.started
 
-    def record(self, loss: torch.Tensor) -> None:
-        """The loss of the step being trained: kept for the log and the summary, and remembered if not finite."""
+    def note_if_nonfinite(self, loss: torch.Tensor) -> None:
+        """Remember the step being trained if its loss is the first that is not finite."""
         self.first_nonfinite = torch.where((self.first_nonfinite < 0) & ~torch.isfinite(loss), self.step,
                                            self.first_nonfinite)
+
+    def record(self, loss: torch.Tensor) -> None:
+        """A step's loss, kept for the log and the summary."""
         self.window.append(loss)
         self.epoch_losses.append(loss)
 
@@ -147,15 +150,14 @@ class TrainState:
         epoch_losses, window = state["losses"][rank]
         self.epoch_losses.extend(epoch_losses.to(self.device).unbind())
         self.window = list(window.to(self.device).unbind())
-        self.seconds_before, self.started = state["train_seconds"], time.perf_counter()
+        self.seconds_before = state["train_seconds"]
         if self.monitor:
             self.monitor.load_state_dict(state)
 
 
 def new_state(cfg: TrainConfig, method: Method, data, device, steps_per_epoch: int,
-              parallel: SingleProcess | None = None, monitor: CollapseMonitor | None = None) -> TrainState:
+              parallel: SingleProcess = SingleProcess(), monitor: CollapseMonitor | None = None) -> TrainState:
     """The state at step 0: the optimizer, the augmentation stream of this rank, the lr warmup in steps."""
-    parallel = parallel or SingleProcess()
     generator = torch.Generator(device=device).manual_seed(cfg.seed + 1 + 1000 * parallel.rank)
     return TrainState(cfg, method, build_optimizer(method, cfg), generator, data, device, parallel,
                       warmup=cfg.warmup_steps + round(cfg.warmup_epochs * steps_per_epoch),
@@ -232,13 +234,14 @@ def hooks(state: TrainState, run: Run, stop: StopRequests, bar, log_every: int,
     main, every_step = state.parallel.is_main, state.device.type == "cpu"
     flags = {}
 
-    def check(s: TrainState, loss: torch.Tensor) -> None:
-        s.record(loss)
+    def check_then_record(s: TrainState, loss: torch.Tensor) -> None:
+        s.note_if_nonfinite(loss)
         step = s.step + 1
         if every_step or step % log_every == 0 or step == s.cfg.steps or (checkpoint_every and step % checkpoint_every == 0):
             flags["stop"], bad_step = s.parallel.agree([stop.signal, float(s.first_nonfinite)])
             if bad_step >= 0:
                 _diverged(run, int(bad_step), s, "the loss is not finite")
+        s.record(loss)
 
     def log(s: TrainState) -> None:
         loss = float(s.parallel.mean(torch.stack(s.window).float().mean()))
@@ -263,7 +266,7 @@ def hooks(state: TrainState, run: Run, stop: StopRequests, bar, log_every: int,
             run.save_checkpoint(state_dict)
 
     start = state.step
-    return check, [Every(log_every, log), Every(state.cfg.monitor_every if state.monitor else 0, lambda s: s.monitor(s.method, s.step)),
+    return check_then_record, [Every(log_every, log), Every(state.cfg.monitor_every if state.monitor else 0, lambda s: s.monitor(s.method, s.step)),
                    Every(1, lambda s: bar.update(1)), Every(1, stop_if_asked),
                    Every(checkpoint_every, lambda s: s.step < s.cfg.steps and checkpoint(s), last=False)]
 
@@ -283,6 +286,8 @@ def train(cfg: TrainConfig, *, evaluate: bool = True, force: bool = False, progr
         raise UserError(f"checkpoint_every must be >= 0 (0 = never), got {checkpoint_every}")
     if stop_after < 0:
         raise UserError(f"stop_after must be >= 0 (0 = train every step), got {stop_after}")
+    if log_every < 1:
+        raise UserError(f"log_every must be >= 1, got {log_every}")
     cfg, data, schedule = prepare(cfg)
     device = pick_device()
     parallel = data_parallel(device)
@@ -316,29 +321,29 @@ def _reuse(run: Run, cfg: TrainConfig, data, device, evaluate: bool) -> dict:
 
 def _train_steps(cfg, run, method, data, schedule, device, parallel, *, force, progress, evaluate, log_every,
                  checkpoint_every, stop_after) -> dict | None:
-    started = time.perf_counter()
+    run_started = time.perf_counter()
     monitor = CollapseMonitor(run, data, cfg, device) if cfg.monitor_every and parallel.is_main else None
     state = new_state(cfg, method, data, device, schedule.steps_per_epoch, parallel, monitor)
-    checkpoint = None if force else run.load_checkpoint(log=_log)
-    if checkpoint is None:
+    saved = None if force else run.load_checkpoint(log=_log)
+    if saved is None:
         if parallel.is_main:
             run.start()
     else:
-        _log(f"run {run.id}: resuming from step {checkpoint['step']} of {cfg.steps} ({checkpoint['path']})")
-        state.load_state_dict(checkpoint)
+        _log(f"run {run.id}: resuming from step {saved['step']} of {cfg.steps} ({saved['path']})")
+        state.load_state_dict(saved)
         if parallel.is_main:
             run.resume_logs(state.step)
     state.model = parallel.wrap(method, cfg.sync_bn, device)
     state.model.train()
     bar = tqdm(total=cfg.steps, initial=state.step, desc=f"{cfg.method} {cfg.arch}-w{cfg.width} {run.id}",
                disable=not progress or not parallel.is_main, file=sys.stderr, mininterval=2.0, ncols=100)
-    state.started = time.perf_counter()
+    state.started = time.perf_counter()  # training starts now (not at set-up)
     if monitor and state.step == 0:
         monitor(method, 0)  # the state at initialisation, the reference of every trajectory
     with StopRequests() as stop, bar:
-        check, periodic = hooks(state, run, stop, bar, log_every, checkpoint_every)
+        before_backward, periodic = hooks(state, run, stop, bar, log_every, checkpoint_every)
         for batch_idx in schedule.batches(cfg.seed, state.step):
-            train_step(state, batch_idx[parallel.local(cfg.batch_size)], on_loss=check)
+            train_step(state, batch_idx[parallel.local(cfg.batch_size)], on_loss=before_backward)
             for hook in periodic:
                 hook(state)
             if stop_after and state.step >= stop_after:
@@ -363,7 +368,7 @@ def _train_steps(cfg, run, method, data, schedule, device, parallel, *, force, p
     if evaluate:
         summary.update(evaluate_backbone(method, cfg, data, device))
     # wall time of the whole run: a resumed run adds the training time its checkpoint carried
-    run.finish(summary, provenance(cfg.seed, device, state.seconds_before + time.perf_counter() - started,
+    run.finish(summary, provenance(cfg.seed, device, state.seconds_before + time.perf_counter() - run_started,
                                    str(state.dtype or torch.float32), parallel.world))
     return summary
 

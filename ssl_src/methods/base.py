@@ -20,7 +20,6 @@ METHODS: dict[str, type["Method"]] = {}
 
 def register(name: str):
     def wrap(cls):
-        cls.name = name
         METHODS[name] = cls
         return cls
 
@@ -69,7 +68,6 @@ class Method(nn.Module):
     `options` (a subclass extends its parent's).
     """
 
-    name = "base"
     options: dict[str, Option] = {}
 
     def __init__(self, backbone: nn.Module, cfg):
