@@ -14,12 +14,12 @@ import numpy as np
 import torch
 
 from . import data as datasets
-from .augment import augment
 from .evaluate import extract_features, knn_accuracy
 from .metrics import collapse_metrics
 from .hardware import autocast_dtype, describe, pick_device
 from .models import needs_nchw, to_device_layout
-from .train import TrainConfig, build_model, build_optimizer
+from .config import TrainConfig
+from .train import build_model, new_state, train_step
 
 IMAGE_SIZE = 28
 BATCH = 256
@@ -56,9 +56,7 @@ class OurStep:
         model = build_model(self.cfg, data.channels)
         self.model = to_device_layout(model, device, nchw=not channels_last).train()
         self.layout = "NCHW" if not channels_last or needs_nchw(model, device) else "channels_last"
-        self.optimizer = build_optimizer(self.model, self.cfg)
-        self.dtype = autocast_dtype(self.cfg.precision, device)
-        self.generator = torch.Generator(device=device).manual_seed(0)
+        self.state = new_state(self.cfg, self.model, data, device, len(data.train_images) // self.batch)
         self.rng = np.random.default_rng(0)
 
     @property
@@ -66,16 +64,8 @@ class OurStep:
         return self.cfg.batch_size
 
     def step(self) -> None:
-        idx = torch.from_numpy(self.rng.choice(len(self.data.train_images), self.batch, replace=False))
-        images = self.data.train_images[idx].to(self.device)
-        size = self.cfg.image_size
-        x1 = augment(images, self.cfg.augment, size, self.data.mean, self.data.std, self.generator)
-        x2 = augment(images, self.cfg.augment, size, self.data.mean, self.data.std, self.generator)
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
-            loss = self.model(x1, x2)["loss"]
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        """The training loop's own step on a random batch (lr schedule and after-step hook included)."""
+        train_step(self.state, self.rng.choice(len(self.data.train_images), self.batch, replace=False))
 
     def flops_per_step(self) -> int:
         from torch.utils.flop_counter import FlopCounterMode

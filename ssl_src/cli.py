@@ -21,57 +21,34 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-# Flags whose name or sense differs from the TrainConfig field: field -> (flag, store value when given).
-INVERTED_FLAGS = {"fix_pred_lr": "--decay-pred-lr", "stop_grad": "--no-stop-grad",
-                  "freeze_patch_embed": "--no-freeze-patch-embed"}
-RENAMED = {"base_lr": "--lr"}
-FIELD_HELP = {
-    "method": "self-supervised method", "arch": "backbone", "width": "base width; 64 = the paper's nets",
-    "stem": "ResNet stem: cifar (3x3, stride 1, no max-pool) or imagenet", "subset": "fraction of the training set in (0, 1]",
-    "data_seed": "seed of the fixed data permutation", "ordering": "data ordering",
-    "chunks": "chunks of the permutation for single/cumulative/hybrid (0 = one per epoch)",
-    "switch": "hybrid: fraction of the steps trained single-pass", "batch_size": "global batch size",
-    "base_lr": "base lr; lr = base * batch / 256", "warmup_epochs": "linear lr warmup, in epochs of the full set",
-    "fix_pred_lr": "decay the predictor's lr too (default: fixed)", "stop_grad": "remove the stop-gradient (SimSiam collapse demo)",
-    "predictor": "predictor head", "bn_views": "BN over both views in one pass (joint) or per view (the authors' code)", "proj_hidden_dim": "0 = the method's default", "proj_dim": "0 = the method's default",
-    "pred_dim": "predictor hidden width; 0 = the method's default", "proj_layers": "0 = the method's default",
-    "ema": "base momentum of target networks (rises to 1 on a cosine)", "temperature": "MoCo-v3 InfoNCE temperature",
-    "queue_size": "NNSiam queue length (0 = 25,600 scaled by data-set size)", "dp_rho": "DirectPred: weight of the old correlation",
-    "dp_eps": "DirectPred eps", "dp_freq": "DirectPred: rewrite the predictor every N steps", "teacher": "distill: run id of the teacher",
-    "freeze_patch_embed": "train the ViT patch projection", "sync_bn": "SyncBatchNorm across data-parallel processes",
-    "monitor_every": "steps between live collapse measurements (0 = off)",
-    "eval_train_images": "evaluate on this many training images (0 = all)", "eval_test_images": "evaluate on this many test images (0 = all)",
-}
-
-
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field (except the augmentation recipe), defaults from the dataclass."""
+    """One flag per TrainConfig field (except the augmentation recipe): its help, default and flag name from
+    the field's metadata (a bool that defaults to True is switched off by its `--no-...` flag)."""
     from dataclasses import fields
 
-    from .train import TrainConfig, field_choices
+    from .config import TrainConfig, field_choices
 
     choices = field_choices()
-    defaults = TrainConfig()
     for f in fields(TrainConfig):
         if f.name == "augment":
             continue
-        default = getattr(defaults, f.name)
-        help_text = FIELD_HELP.get(f.name, "")
-        if f.name in INVERTED_FLAGS:
-            parser.add_argument(INVERTED_FLAGS[f.name], dest=f.name, action="store_false", help=help_text)
-        elif isinstance(default, bool):
-            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, action="store_true", help=help_text)
+        flag, help_text = f.metadata.get("flag") or f"--{f.name.replace('_', '-')}", f.metadata["help"]
+        if f.metadata.get("methods"):
+            help_text += f" [{', '.join(f.metadata['methods'])}]"
+        if isinstance(f.default, bool):
+            action = "store_false" if f.default else "store_true"
+            parser.add_argument(flag, dest=f.name, action=action, help=help_text)
         else:
-            flag = RENAMED.get(f.name, f"--{f.name.replace('_', '-')}")
             extra = {"metavar": "{" + ",".join(choices[f.name]) + "}"} if f.name in choices else {}
-            parser.add_argument(flag, dest=f.name, type=type(default), default=default,
-                                help=f"{help_text} (default: {default!r})".strip(), **extra)
+            parser.add_argument(flag, dest=f.name, type=type(f.default), default=f.default,
+                                help=f"{help_text} (default: {f.default!r})", **extra)
 
 
 def cmd_train(args) -> int:
     from dataclasses import fields
 
-    from .train import TrainConfig, train
+    from .config import TrainConfig
+    from .train import train
 
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "augment"})
     summary = train(cfg, evaluate=not args.no_eval, force=args.force, progress=not args.no_progress,

@@ -22,7 +22,8 @@ from .augment import AugmentConfig
 from .errors import UserError
 from .hardware import describe
 from .store import StoredRun, published_root, results_root
-from .train import TIMING_FIELDS, TrainConfig, train
+from .config import TrainConfig
+from .train import TIMING_FIELDS, train
 
 REPLAY_STEPS = 300
 # Another machine: difference of each logged loss (a 20-step mean) over the first REPLAY_STEPS steps, relative

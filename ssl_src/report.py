@@ -19,6 +19,29 @@ ACCURACIES = {
 }
 
 
+def parameters(presets: dict, names: dict, scale: str | None = None) -> dict:
+    """A chapter's parameters from the notebook's own names (its `globals()`, where papermill wrote them):
+    every preset key the notebook defines, None meaning the preset's value, at `scale` (default: the
+    notebook's `scale`)."""
+    from .chapters import resolve_parameters
+
+    keys = next(iter(presets.values())).keys()
+    return resolve_parameters(presets, scale or names["scale"], **{k: names[k] for k in keys if k in names})
+
+
+def parameter_table(p: dict) -> pd.DataFrame:
+    """The parameters a chapter ran with, one row each."""
+    return pd.Series({k: str(v) for k, v in p.items()}, name="value").to_frame()
+
+
+def glue_verdicts(claims: list[dict]) -> None:
+    """Each claim's verdict as `verdict_<id>`, for the chapter's prose."""
+    from myst_nb import glue
+
+    for c in claims:
+        glue(f"verdict_{c['id']}", c["verdict"], display=False)
+
+
 def source_line(cfgs: list, scale: str):
     """The chapter's first output: whether its numbers were re-computed here or read from published runs."""
     from IPython.display import Markdown

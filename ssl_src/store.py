@@ -136,6 +136,15 @@ class StoredRun:
     def stored_config(self) -> dict:
         return json.loads((self.dir / "config.json").read_text())["config"]
 
+    @property
+    def weights_path(self) -> Path:
+        """The trained model's final weights (the working store keeps them; a published set does not)."""
+        return self.dir / "model.pt"
+
+    def weights(self) -> dict:
+        """The final state dict (what evaluation and distillation teachers read)."""
+        return torch.load(self.weights_path, map_location="cpu", weights_only=True)
+
     def provenance(self) -> dict:
         return json.loads((self.dir / "provenance.json").read_text())
 
@@ -158,6 +167,17 @@ class StoredRun:
     def monitor(self) -> list[dict]:
         """The live collapse metrics: one record per monitored step."""
         return self._records("monitor.jsonl")
+
+
+def published_run(run_id_: str, scale: str) -> StoredRun:
+    """A run of the scale's published set (finished or not: `finished()` says)."""
+    return StoredRun(published_root(scale) / run_id_, run_id_)
+
+
+def published_run_ids(scale: str) -> list[str]:
+    """Every run directory in the scale's published set."""
+    root = published_root(scale)
+    return sorted(d.name for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
 
 
 def find_run(run_id_: str, scale: str | None = None) -> StoredRun:
@@ -206,11 +226,6 @@ class Run(StoredRun):
         self.config = config
         identity = run_id(config)
         super().__init__((root or results_root()) / identity, identity)
-
-    @property
-    def checkpoint_path(self) -> Path:
-        """The final model (what evaluation and distillation teachers read)."""
-        return self.dir / "model.pt"
 
     @property
     def resume_paths(self) -> tuple[Path, Path]:

@@ -18,8 +18,9 @@ from tqdm.std import tqdm
 
 from .errors import UserError
 from .hardware import pick_device
-from .store import Run, StoredRun, publish, published_root
-from .train import TrainConfig, prepare, train
+from .config import TrainConfig
+from .store import Run, publish, published_run
+from .train import prepare, train
 
 # Runs trained at once by default, per scale, on a CPU (a GPU trains one run at a time). Measured with
 # `python -m ssl_src bench` (sweep throughput): on a 2-core AVX2 CPU two one-thread runs of the quick
@@ -81,14 +82,14 @@ def source_of(cfgs: list[TrainConfig], scale: str, retrain: bool | None = None) 
     published, here = [], []
     for cfg in resolve(cfgs):
         run_id = Run(cfg.to_dict()).id
-        (here if retrain or not StoredRun(published_root(scale) / run_id, run_id).finished() else published).append(run_id)
+        (here if retrain or not published_run(run_id, scale).finished() else published).append(run_id)
     return RunSource(published, here)
 
 
 def describe_source(cfgs: list[TrainConfig], scale: str) -> str:
     """The line at the top of a chapter: re-computed here, or read from published runs (where, when)."""
     source = source_of(cfgs, scale)
-    runs = [StoredRun(published_root(scale) / r, r) for r in source.published]
+    runs = [published_run(r, scale) for r in source.published]
     provenances = [run.provenance() for run in runs]
     return source.describe(scale, [p["hardware"] for p in provenances],
                            [p.get("finished_at", "")[:10] for p in provenances if p.get("finished_at")])
@@ -114,7 +115,7 @@ def run_summaries(cfgs: list[TrainConfig], scale: str, *, jobs: int | None = Non
     runs = [Run(cfg.to_dict()) for cfg in cfgs]
     summaries: dict[str, dict] = {}
     for run in runs:
-        published = StoredRun(published_root(scale) / run.id, run.id)
+        published = published_run(run.id, scale)
         if not retrain and published.finished():
             summaries[run.id] = published.summary()
     todo = list({run.id: cfg for run, cfg in zip(runs, cfgs) if run.id not in summaries}.values())

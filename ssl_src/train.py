@@ -1,222 +1,72 @@
 """The one training loop: data -> batched augmentation -> method -> optimizer, then evaluation and the store.
 
-Data-parallel under torchrun (DDP: gloo on CPU, NCCL on CUDA): every rank draws the same global batch
-indices and trains on its slice; rank 0 alone writes the run store and evaluates.
+`train_step` is one step (the benchmark times the same function); the loop around it is `_train_steps`,
+and everything periodic (logging, the collapse monitor, checkpoints, the divergence check, a stop request)
+is a hook that runs every k steps. A checkpoint is `TrainState.state_dict()`.
 """
 from __future__ import annotations
 
 import collections
 import contextlib
-import json
 import math
-import pickle
-import os
 import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
-import numpy as np
 import torch
-import torch.distributed as dist
 from tqdm.std import tqdm
 
 from . import data as datasets
-from .augment import AugmentConfig, augment
-from .errors import TrainingStopped, UserError, matches_type
-from .evaluate import evaluate_features, extract_features, weighted_knn_accuracy
+from .augment import augment
+from .config import TrainConfig
+from .errors import TrainingStopped, UserError
+from .evaluate import evaluate_features, extract_features
 from .hardware import autocast_dtype, pick_device
-from .methods import build_method, method_names
-from .metrics import asymmetry, collapse_metrics, eigenspace_alignment, normalised_std
-from .models import STEMS, VITS, arch_names, build_backbone, to_device_layout
-from .orderings import ORDERINGS, Schedule
-from .store import Run, provenance, results_root, save_torch_atomic
+from .methods import METHODS, Method, build_method
+from .metrics import normalised_std
+from .models import VITS, build_backbone, to_device_layout
+from .monitor import CollapseMonitor
+from .optim import build_optimizer, lr_factor, set_learning_rates
+from .orderings import Schedule
+from .parallel import SingleProcess, data_parallel
+from .store import Run, provenance, save_torch_atomic
 
-PRECISIONS = ("auto", "bf16", "fp32")
-OPTIMIZERS = ("sgd", "lars", "adamw")
-PREDICTORS = ("mlp", "linear")
-BN_VIEWS = ("joint", "per_view")
-MONITOR_PROBE_IMAGES = 2048
-MONITOR_TEST_IMAGES = 1024  # queries of the monitor's kNN, against the probe set's features as the bank
-MONITOR_KNN_K = 20  # weighted kNN on a 2048-image bank: k = 200 would vote with a tenth of the bank
-COLLAPSE_WARNING_RANK = 2.0  # effective rank below this = complete collapse
 CHECKPOINT_EVERY = 500  # steps: a quick-scale run (1000 steps, ~2 min) loses at most a minute; a GPU paper run, minutes
 TIMING_FIELDS = ("train_seconds", "pairs_per_s", "monitor_seconds", "eval_seconds")  # the summary fields a re-run may change
 
 
-def field_choices() -> dict[str, list[str]]:
-    """The valid values of every TrainConfig field that is a name (CLI choices and validation)."""
-    return {"method": method_names(), "arch": arch_names(), "dataset": datasets.dataset_names(), "stem": list(STEMS),
-            "precision": list(PRECISIONS), "optimizer": list(OPTIMIZERS), "predictor": list(PREDICTORS),
-            "bn_views": list(BN_VIEWS), "ordering": list(ORDERINGS)}
+# ----------------------------------------------------------------------------- the run's parts
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines a run's result (its hash is the run id)."""
-
-    method: str = "simsiam"
-    arch: str = "resnet18"
-    width: int = 16
-    stem: str = "cifar"
-    dataset: str = "fashion_mnist"
-    image_size: int = 28
-    subset: float = 1.0
-    data_seed: int = 0
-    ordering: str = "iid"
-    chunks: int = 0  # 0 = one chunk per epoch
-    switch: float = 0.4  # hybrid: fraction of the steps trained single-pass
-    steps: int = 1000
-    batch_size: int = 256  # global batch (split over data-parallel ranks)
-    seed: int = 0
-    optimizer: str = "sgd"
-    base_lr: float = 0.05  # lr = base_lr * batch_size / 256
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    warmup_steps: int = 0
-    warmup_epochs: float = 0.0  # added to warmup_steps; an epoch is len(full set) // batch steps
-    fix_pred_lr: bool = True
-    stop_grad: bool = True
-    predictor: str = "mlp"
-    bn_views: str = "joint"  # joint: both views in one pass (BN pooled); per_view: the authors' BN per view
-    proj_hidden_dim: int = 0  # 0 = the method's default for this backbone and width
-    proj_dim: int = 0
-    pred_dim: int = 0
-    proj_layers: int = 0
-    ema: float = 0.99  # base momentum of BYOL / MoCo-v3 / DirectPred targets (cosine to 1)
-    temperature: float = 1.0  # MoCo-v3 InfoNCE (1.0 for ResNets in the MoCo-v3 code)
-    queue_size: int = 0  # NNSiam; 0 = 25,600 scaled by the data-set size (at least 2 batches)
-    dp_rho: float = 0.3  # DirectPred: weight of the OLD correlation estimate
-    dp_eps: float = 0.01
-    dp_freq: int = 1
-    teacher: str = ""  # distill: run id of a stored run whose backbone is the teacher
-    freeze_patch_embed: bool = True  # ViT
-    sync_bn: bool = False
-    monitor_every: int = 100  # steps between live collapse measurements (0 = off)
-    precision: str = "auto"
-    eval_train_images: int = 0  # 0 = the whole training set (as the authors); smoke scale uses fewer
-    eval_test_images: int = 0  # 0 = the whole test set
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["augment"] = self.augment.to_dict()
-        return d
-
-    @property
-    def lr(self) -> float:
-        return self.base_lr * self.batch_size / 256
-
-    def validate(self) -> None:
-        for f in fields(self):
-            value, default = getattr(self, f.name), getattr(TrainConfig, f.name, None)
-            if isinstance(default, (bool, int, float, str)) and not matches_type(value, type(default)):
-                raise UserError(f"{f.name} must be {type(default).__name__}, got {value!r}")
-        for name, valid in field_choices().items():
-            if getattr(self, name) not in valid:
-                raise UserError(f"unknown {name} {getattr(self, name)!r}; valid: {', '.join(valid)}")
-        for name in ("width", "batch_size", "image_size", "dp_freq"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("steps", "chunks", "proj_hidden_dim", "proj_dim", "pred_dim", "proj_layers", "warmup_steps",
-                     "warmup_epochs", "queue_size", "monitor_every", "eval_train_images", "eval_test_images"):
-            if getattr(self, name) < 0:
-                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0 < self.subset <= 1:
-            raise UserError(f"subset must be in (0, 1], got {self.subset}")
-        if self.method == "distill" and not self.teacher:
-            raise UserError("distill needs a teacher: --teacher RUN_ID of a stored run (python -m ssl_src train ...)")
-        if self.temperature <= 0 or not 0 <= self.ema <= 1 or not 0 <= self.dp_rho < 1:
-            raise UserError("temperature must be > 0, ema in [0, 1] and dp_rho in [0, 1)")
-
-
-# ----------------------------------------------------------------------------- devices
-
-
-def init_distributed(device: torch.device) -> tuple[int, int]:
-    """(rank, world size); joins the process group when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-    return (dist.get_rank(), world) if world > 1 else (0, 1)
-
-
-# ----------------------------------------------------------------------------- schedule and optimizer
-
-
-def lr_factor(step: int, total: int, warmup: int) -> float:
-    """Linear warmup over `warmup` steps, then cosine decay to 0 at `total` (per step)."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def set_learning_rates(optimizer: torch.optim.Optimizer, factor: float) -> None:
-    """Scale every group's lr by the schedule, except groups flagged `fixed_lr` (SimSiam's predictor)."""
-    for group in optimizer.param_groups:
-        group["lr"] = group["initial_lr"] if group["fixed_lr"] else group["initial_lr"] * factor
-
-
-def build_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (weight decay on everything, as SimSiam), or LARS / AdamW with biases and norms excluded from
-    weight decay (and so, in timm's LARS, from the trust-ratio adaptation), as MoCo-v3 and BYOL."""
-    groups = []
-    for group in model.parameter_groups():
-        params = [p for p in group["params"] if p.requires_grad]
-        if cfg.optimizer == "sgd":
-            split = [(params, cfg.weight_decay)]
-        else:
-            split = [([p for p in params if p.ndim > 1], cfg.weight_decay), ([p for p in params if p.ndim <= 1], 0.0)]
-        groups += [dict(params=ps, weight_decay=wd, fixed_lr=group["fixed_lr"], lr=cfg.lr, initial_lr=cfg.lr)
-                   for ps, wd in split if ps]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-    if cfg.optimizer == "lars":
-        import timm.optim  # imported here: timm takes seconds to import
-
-        return timm.optim.Lars(groups, lr=cfg.lr, momentum=cfg.momentum)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
-
-
-# ----------------------------------------------------------------------------- model
-
-
-def load_backbone(run_id: str) -> torch.nn.Module:
-    """The frozen backbone of a stored, finished run (the distillation teacher)."""
-    run_dir = results_root() / run_id
-    try:
-        stored = json.loads((run_dir / "config.json").read_text())["config"]
-        state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
-        backbone = build_backbone(stored["arch"], stored["width"], datasets.manifest(stored["dataset"])["channels"],
-                                  stored["stem"], stored["image_size"], stored.get("freeze_patch_embed", True))
-        backbone.load_state_dict({k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")})
-    except (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError) as exc:
-        raise UserError(f"teacher run {run_id!r} not found or unreadable in {results_root()} ({exc})") from None
-    return backbone
-
-
-def build_model(cfg: TrainConfig, in_chans: int):
+def build_model(cfg: TrainConfig, in_chans: int) -> Method:
     torch.manual_seed(cfg.seed)
     backbone = build_backbone(cfg.arch, cfg.width, in_chans, cfg.stem, cfg.image_size, cfg.freeze_patch_embed)
-    extra = {"teacher": load_backbone(cfg.teacher)} if cfg.method == "distill" else {}
-    return build_method(cfg.method, backbone, cfg, **extra)
+    return build_method(cfg.method, backbone, cfg)
 
 
 def resolved(cfg: TrainConfig, train_size: int) -> TrainConfig:
     """Fill the data-dependent defaults, so the stored config says what actually ran."""
-    if cfg.method == "nnsiam" and cfg.queue_size == 0:
-        cfg = replace(cfg, queue_size=max(2 * cfg.batch_size, round(25_600 * train_size / 1_281_167)))
-    if cfg.method == "nnsiam" and cfg.queue_size < cfg.batch_size:
-        raise UserError(f"queue size {cfg.queue_size} must be at least the batch size {cfg.batch_size}")
+    cfg = METHODS[cfg.method].resolve_config(cfg, train_size)
     if cfg.precision == "auto":  # the run id names what ran: bf16 on one machine is not fp32 on another
         cfg = replace(cfg, precision="bf16" if autocast_dtype("auto", pick_device()) else "fp32")
     if cfg.arch in VITS and cfg.stem != "cifar":
         raise UserError("--stem applies to ResNets only")
     return cfg
+
+
+def prepare(cfg: TrainConfig) -> tuple[TrainConfig, datasets.ImageData, Schedule]:
+    """Every check that needs no training: the config, the data (present, checksums), the batch schedule.
+    Chapters call it for all their runs before any of them starts."""
+    cfg.validate()
+    data = datasets.load(cfg.dataset, cfg.image_size if cfg.stem == "imagenet" else None)
+    cfg = resolved(cfg, len(data.train_images))
+    pool = datasets.subset_indices(len(data.train_images), cfg.subset, cfg.data_seed)
+    schedule = Schedule(pool, len(data.train_images), cfg.batch_size, cfg.steps, cfg.ordering, cfg.chunks, cfg.switch)
+    schedule.validate()
+    return cfg, data, schedule
 
 
 def evaluate_backbone(method, cfg: TrainConfig, data: datasets.ImageData, device) -> dict:
@@ -238,52 +88,118 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-class CollapseMonitor:
-    """Collapse metrics of the fp32 backbone features of a fixed probe set, every `monitor_every` steps, and
-    a small weighted kNN (fixed test images against the probe set): the learning curve of a run."""
-
-    def __init__(self, run: Run, data: datasets.ImageData, cfg: TrainConfig, device):
-        idx = torch.from_numpy(datasets.data_permutation(len(data.train_images), cfg.data_seed + 1)[:MONITOR_PROBE_IMAGES])
-        test_idx = torch.from_numpy(datasets.data_permutation(len(data.test_images), cfg.data_seed + 1)[:MONITOR_TEST_IMAGES])
-        self.images, self.labels = data.train_images[idx], data.train_labels[idx]
-        self.test_images, self.test_labels = data.test_images[test_idx], data.test_labels[test_idx]
-        self.data, self.cfg, self.device, self.run = data, cfg, device, run
-        self.seconds = 0.0
-        self.warned = False
-
-    def __call__(self, method, step: int) -> None:
-        started = time.perf_counter()
-        features = extract_features(method.backbone, self.images, self.data, self.cfg.image_size, self.device)
-        test_features = extract_features(method.backbone, self.test_images, self.data, self.cfg.image_size, self.device)
-        metrics = collapse_metrics(features)
-        metrics["weighted_knn20_acc"] = weighted_knn_accuracy(features, self.labels, test_features, self.test_labels,
-                                                   self.data.num_classes, k=MONITOR_KNN_K)
-        self.run.log_monitor(dict(metrics, step=step, **predictor_spectra(method, features, self.device)))
-        if metrics["effective_rank"] < COLLAPSE_WARNING_RANK and not self.warned:
-            _log(f"warning: run {self.run.id} step {step}: effective rank {metrics['effective_rank']:.2f} "
-                 f"< {COLLAPSE_WARNING_RANK}: the representation has collapsed completely")
-            self.warned = True
-        self.seconds += time.perf_counter() - started
+# ----------------------------------------------------------------------------- state and step
 
 
-def predictor_spectra(method, features: torch.Tensor, device) -> dict:
-    """For a linear predictor W_p (Tian et al.'s setting): the eigenvalues of F = E[f f^T] over the probe
-    set's projector outputs f (eval mode), the real parts of W_p's eigenvalues, cos(u_j, W_p u_j) per
-    eigenvector of F, and W_p's asymmetry. Empty for other predictors."""
-    predictor = getattr(method, "predictor", None)
-    if not isinstance(predictor, torch.nn.Linear):
-        return {}
-    was_training = method.projector.training
-    with torch.no_grad():
-        f = method.projector.eval()(features.to(device)).double().cpu()
-    method.projector.train(was_training)
-    W_p = predictor.weight.detach().double().cpu().numpy()
-    s, cos = eigenspace_alignment((f.T @ f / len(f)).numpy(), W_p)
-    return {"F_eigenvalues": s.tolist(), "predictor_eigenvalues": sorted(np.linalg.eigvals(W_p).real.tolist(), reverse=True),
-            "alignment": cos.tolist(), "predictor_asymmetry": asymmetry(W_p)}
+@dataclass
+class TrainState:
+    """Everything a run carries from one step to the next; `state_dict()` is its checkpoint, and
+    `load_state_dict()` of that dict continues bitwise where it was written (on the CPU)."""
+
+    cfg: TrainConfig
+    method: Method
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator  # the augmentations' random stream (one per data-parallel rank)
+    data: datasets.ImageData
+    device: torch.device
+    parallel: SingleProcess  # this process's part in data parallelism (SingleProcess: all of it)
+    step: int = 0  # steps done: the position in the batch schedule
+    warmup: int = 0
+    epoch_losses: collections.deque = field(default_factory=collections.deque)  # the summary's loss: last epoch
+    window: list = field(default_factory=list)  # losses since the last log
+    seconds_before: float = 0.0  # training time of earlier processes (a resumed run)
+    monitor: CollapseMonitor | None = None
+    model: torch.nn.Module | None = None  # what the step calls: the method, or its data-parallel wrapper
+
+    def __post_init__(self):
+        self.dtype = autocast_dtype(self.cfg.precision, self.device)
+        self.model = self.method if self.model is None else self.model
+        self.started = time.perf_counter()  # the origin of this process's share of the training time
+        # the first non-finite step, kept on the device: reading it every step would synchronise a GPU
+        self.first_nonfinite = torch.full((), -1, dtype=torch.long, device=self.device)
+
+    def train_seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.started
+
+    def note_if_nonfinite(self, loss: torch.Tensor) -> None:
+        """Remember the step being trained if its loss is the first that is not finite."""
+        self.first_nonfinite = torch.where((self.first_nonfinite < 0) & ~torch.isfinite(loss), self.step,
+                                           self.first_nonfinite)
+
+    def record(self, loss: torch.Tensor) -> None:
+        """A step's loss, kept for the log and the summary."""
+        self.window.append(loss)
+        self.epoch_losses.append(loss)
+
+    def state_dict(self) -> dict:
+        """Every rank's generator and losses gathered (only rank 0 writes them)."""
+        stack = lambda losses: torch.stack(list(losses)).cpu() if losses else torch.empty(0)
+        return {"step": self.step, "model": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "generators": self.parallel.gather(self.generator.get_state()), "torch_rng": torch.get_rng_state(),
+                "losses": self.parallel.gather((stack(self.epoch_losses), stack(self.window))),
+                "train_seconds": self.train_seconds(),
+                **(self.monitor.state_dict() if self.monitor else {"monitor_seconds": 0.0, "warned": False})}
+
+    def load_state_dict(self, state: dict) -> None:
+        rank = self.parallel.rank
+        self.step = state["step"]
+        self.method.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generators"][rank])
+        torch.set_rng_state(state["torch_rng"])
+        epoch_losses, window = state["losses"][rank]
+        self.epoch_losses.extend(epoch_losses.to(self.device).unbind())
+        self.window = list(window.to(self.device).unbind())
+        self.seconds_before = state["train_seconds"]
+        if self.monitor:
+            self.monitor.load_state_dict(state)
 
 
-# ----------------------------------------------------------------------------- the loop
+def new_state(cfg: TrainConfig, method: Method, data, device, steps_per_epoch: int,
+              parallel: SingleProcess = SingleProcess(), monitor: CollapseMonitor | None = None) -> TrainState:
+    """The state at step 0: the optimizer, the augmentation stream of this rank, the lr warmup in steps."""
+    generator = torch.Generator(device=device).manual_seed(cfg.seed + 1 + 1000 * parallel.rank)
+    return TrainState(cfg, method, build_optimizer(method, cfg), generator, data, device, parallel,
+                      warmup=cfg.warmup_steps + round(cfg.warmup_epochs * steps_per_epoch),
+                      epoch_losses=collections.deque(maxlen=steps_per_epoch), monitor=monitor)
+
+
+def train_step(state: TrainState, batch_idx, on_loss: Callable[[TrainState, torch.Tensor], None] | None = None) -> torch.Tensor:
+    """One optimizer step on the images `batch_idx` (this process's part of the global batch): scheduled lr,
+    two augmented views, the method's loss, backward, step, the method's after-step hook. `on_loss` sees the
+    detached loss before the backward pass (the loop's divergence check: a bad step is never applied).
+    Returns the loss."""
+    cfg, data = state.cfg, state.data
+    set_learning_rates(state.optimizer, lr_factor(state.step, cfg.steps, state.warmup))
+    images = data.train_images[torch.from_numpy(batch_idx)].to(state.device, non_blocking=True)
+    x1 = augment(images, cfg.augment, cfg.image_size, data.mean, data.std, state.generator)
+    x2 = augment(images, cfg.augment, cfg.image_size, data.mean, data.std, state.generator)
+    with torch.autocast(state.device.type, dtype=state.dtype, enabled=state.dtype is not None):
+        out = state.model(x1, x2)
+    if on_loss:
+        on_loss(state, out["loss"].detach())
+    state.optimizer.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    state.optimizer.step()
+    state.step += 1
+    state.method.after_optimizer_step(state.step / cfg.steps, out)
+    return out["loss"].detach()
+
+
+# ----------------------------------------------------------------------------- periodic work
+
+
+@dataclass
+class Every:
+    """`action(state)` after every k-th step (never when k = 0), and after the last step when `last`."""
+
+    k: int
+    action: Callable[[TrainState], None]
+    last: bool = True
+
+    def __call__(self, state: TrainState) -> None:
+        if self.k and (state.step % self.k == 0 or (self.last and state.step == state.cfg.steps)):
+            self.action(state)
 
 
 class StopRequests:
@@ -310,43 +226,52 @@ class StopRequests:
             signal.signal(sig, handler)
 
 
-def _agree(flags: list[float], world: int, device) -> list[float]:
-    """Stop requests and non-finite losses, maxed over data-parallel ranks so every rank stops at the same step."""
-    if world == 1:
-        return flags
-    t = torch.tensor(flags, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return t.tolist()
+def hooks(state: TrainState, run: Run, stop: StopRequests, bar, log_every: int,
+          checkpoint_every: int) -> tuple[Callable[[TrainState, torch.Tensor], None], list[Every]]:
+    """The loss check before each backward pass, and the periodic work after a step, in order. On a GPU the
+    checks (non-finite loss, stop request) wait for the next log or checkpoint step: checking every step
+    would synchronise every step."""
+    main, every_step = state.parallel.is_main, state.device.type == "cpu"
+    flags = {}
+
+    def check_then_record(s: TrainState, loss: torch.Tensor) -> None:
+        s.note_if_nonfinite(loss)
+        step = s.step + 1
+        if every_step or step % log_every == 0 or step == s.cfg.steps or (checkpoint_every and step % checkpoint_every == 0):
+            flags["stop"], bad_step = s.parallel.agree([stop.signal, float(s.first_nonfinite)])
+            if bad_step >= 0:
+                _diverged(run, int(bad_step), s, "the loss is not finite")
+        s.record(loss)
+
+    def log(s: TrainState) -> None:
+        loss = float(s.parallel.mean(torch.stack(s.window).float().mean()))
+        s.window = []
+        pairs_per_s = (s.step - start) * s.cfg.batch_size / (time.perf_counter() - s.started)
+        if main:
+            run.log_metrics({"step": s.step, "loss": loss, "lr": s.optimizer.param_groups[0]["lr"], "pairs_per_s": pairs_per_s})
+        bar.set_postfix(loss=f"{loss:.4f}", pairs_s=f"{pairs_per_s:.0f}", refresh=False)
+
+    def stop_if_asked(s: TrainState) -> None:
+        requested = int(flags.pop("stop", 0))  # the signal, as the ranks agreed on it
+        if requested:  # at the last step too: evaluation then waits for the re-run
+            checkpoint(s)
+            raise TrainingStopped(f"run {run.id} stopped by {signal.Signals(requested).name} after step {s.step} of "
+                                  f"{s.cfg.steps}; checkpoint written: run the same command again to resume", 128 + requested)
+
+    def checkpoint(s: TrainState) -> None:
+        if not torch.stack([torch.isfinite(p).all() for p in s.method.parameters()]).all():
+            _diverged(run, s.step - 1, s, "the weights are not finite")
+        state_dict = s.state_dict()  # every rank takes part in the gathers
+        if main:
+            run.save_checkpoint(state_dict)
+
+    start = state.step
+    return check_then_record, [Every(log_every, log), Every(state.cfg.monitor_every if state.monitor else 0, lambda s: s.monitor(s.method, s.step)),
+                   Every(1, lambda s: bar.update(1)), Every(1, stop_if_asked),
+                   Every(checkpoint_every, lambda s: s.step < s.cfg.steps and checkpoint(s), last=False)]
 
 
-def _gather(obj, world: int) -> list:
-    """Every rank's `obj` (its generator state, its losses), for rank 0 to write into the checkpoint."""
-    if world == 1:
-        return [obj]
-    objs = [None] * world
-    dist.all_gather_object(objs, obj)
-    return objs
-
-
-def _from_rank0(value, world: int):
-    """Rank 0's `value` on every rank (rank 0 alone holds the run's lock and decides)."""
-    if world == 1:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def prepare(cfg: TrainConfig) -> tuple[TrainConfig, datasets.ImageData, Schedule]:
-    """Every check that needs no training: the config, the data (present, checksums), the batch schedule.
-    Chapters call it for all their runs before any of them starts."""
-    cfg.validate()
-    data = datasets.load(cfg.dataset, cfg.image_size if cfg.stem == "imagenet" else None)
-    cfg = resolved(cfg, len(data.train_images))
-    pool = datasets.subset_indices(len(data.train_images), cfg.subset, cfg.data_seed)
-    schedule = Schedule(pool, len(data.train_images), cfg.batch_size, cfg.steps, cfg.ordering, cfg.chunks, cfg.switch)
-    schedule.validate()
-    return cfg, data, schedule
+# ----------------------------------------------------------------------------- the run
 
 
 def train(cfg: TrainConfig, *, evaluate: bool = True, force: bool = False, progress: bool = True,
@@ -361,30 +286,32 @@ def train(cfg: TrainConfig, *, evaluate: bool = True, force: bool = False, progr
         raise UserError(f"checkpoint_every must be >= 0 (0 = never), got {checkpoint_every}")
     if stop_after < 0:
         raise UserError(f"stop_after must be >= 0 (0 = train every step), got {stop_after}")
+    if log_every < 1:
+        raise UserError(f"log_every must be >= 1, got {log_every}")
     cfg, data, schedule = prepare(cfg)
     device = pick_device()
-    rank, world = init_distributed(device)
-    if cfg.sync_bn and world > 1 and device.type != "cuda":
+    parallel = data_parallel(device)
+    if cfg.sync_bn and parallel.world > 1 and device.type != "cuda":
         raise UserError("--sync-bn needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel); drop it on CPU")
-    if cfg.batch_size % world:
-        raise UserError(f"batch size {cfg.batch_size} is not divisible by the {world} data-parallel processes")
+    if cfg.batch_size % parallel.world:
+        raise UserError(f"batch size {cfg.batch_size} is not divisible by the {parallel.world} data-parallel processes")
     # Results depend on how the batch is split over processes (BN statistics, augmentation streams).
-    run = Run(cfg.to_dict() if world == 1 else dict(cfg.to_dict(), data_parallel_processes=world))
+    run = Run(cfg.to_dict() if parallel.world == 1 else dict(cfg.to_dict(), data_parallel_processes=parallel.world))
     model = to_device_layout(build_model(cfg, data.channels), device)  # may refuse the config: before any write
-    with run.lock(log=_log) if rank == 0 else contextlib.nullcontext():
-        if _from_rank0(run.finished() and not force, world):
-            return _reuse(run, cfg, data, device, evaluate) if rank == 0 else None
-        return _train_steps(cfg, run, model, data, schedule, device, rank, world,
-                            evaluate=evaluate, force=force, progress=progress, log_every=log_every,
-                            checkpoint_every=checkpoint_every, stop_after=stop_after)
+    with run.lock(log=_log) if parallel.is_main else contextlib.nullcontext():
+        if parallel.from_main(run.finished() and not force):
+            return _reuse(run, cfg, data, device, evaluate) if parallel.is_main else None
+        return _train_steps(cfg, run, model, data, schedule, device, parallel, force=force, progress=progress,
+                            evaluate=evaluate, log_every=log_every, checkpoint_every=checkpoint_every,
+                            stop_after=stop_after)
 
 
 def _reuse(run: Run, cfg: TrainConfig, data, device, evaluate: bool) -> dict:
     summary = run.summary()
     if evaluate and "knn_acc" not in summary:
-        _log(f"run {run.id}: trained earlier without evaluation; evaluating its checkpoint")
+        _log(f"run {run.id}: trained earlier without evaluation; evaluating its weights")
         model = build_model(cfg, data.channels)
-        model.load_state_dict(torch.load(run.checkpoint_path, map_location="cpu", weights_only=True))
+        model.load_state_dict(run.weights())
         summary.update(evaluate_backbone(to_device_layout(model, device), cfg, data, device))
         run.write_summary(summary)  # the training provenance stays as it was
     else:
@@ -392,122 +319,44 @@ def _reuse(run: Run, cfg: TrainConfig, data, device, evaluate: bool) -> dict:
     return summary
 
 
-def _train_steps(cfg, run, method, data, schedule, device, rank, world, *, evaluate, force, progress, log_every,
+def _train_steps(cfg, run, method, data, schedule, device, parallel, *, force, progress, evaluate, log_every,
                  checkpoint_every, stop_after) -> dict | None:
-    started = time.perf_counter()
-    optimizer = build_optimizer(method, cfg)
-    dtype = autocast_dtype(cfg.precision, device)
-    generator = torch.Generator(device=device).manual_seed(cfg.seed + 1 + 1000 * rank)
-    epoch_losses = collections.deque(maxlen=schedule.steps_per_epoch)  # the summary's loss: last-epoch average
-    window, start_step, seconds_before = [], 0, 0.0
-    monitor = CollapseMonitor(run, data, cfg, device) if cfg.monitor_every and rank == 0 else None
-    state = None if force else run.load_checkpoint(log=_log)
-    if state is None:
-        if rank == 0:
+    run_started = time.perf_counter()
+    monitor = CollapseMonitor(run, data, cfg, device) if cfg.monitor_every and parallel.is_main else None
+    state = new_state(cfg, method, data, device, schedule.steps_per_epoch, parallel, monitor)
+    saved = None if force else run.load_checkpoint(log=_log)
+    if saved is None:
+        if parallel.is_main:
             run.start()
     else:
-        start_step = state["step"]
-        _log(f"run {run.id}: resuming from step {start_step} of {cfg.steps} ({state['path']})")
-        method.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generators"][rank])
-        torch.set_rng_state(state["torch_rng"])
-        rank_epoch_losses, rank_window = state["losses"][rank]
-        epoch_losses.extend(rank_epoch_losses.to(device).unbind())
-        window = list(rank_window.to(device).unbind())
-        seconds_before = state["train_seconds"]
-        if monitor:
-            monitor.seconds, monitor.warned = state["monitor_seconds"], state["warned"]
-        if rank == 0:
-            run.resume_logs(start_step)
-    warmup = cfg.warmup_steps + round(cfg.warmup_epochs * schedule.steps_per_epoch)
-    model = method
-    if world > 1:
-        if cfg.sync_bn:
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # converts in place: `method` is model
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    local = slice(rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world)
-    model.train()
-
-    def checkpoint(step: int) -> None:
-        if not torch.stack([torch.isfinite(p).all() for p in method.parameters()]).all():
-            _diverged(run, step - 1, optimizer, epoch_losses, rank, "the weights are not finite")
-        generators = _gather(generator.get_state(), world)
-        stack = lambda losses: torch.stack(list(losses)).cpu() if losses else torch.empty(0)
-        losses = _gather((stack(epoch_losses), stack(window)), world)
-        if rank == 0:
-            run.save_checkpoint({
-                "step": step, "model": method.state_dict(), "optimizer": optimizer.state_dict(),
-                "generators": generators, "torch_rng": torch.get_rng_state(), "losses": losses,
-                "train_seconds": seconds_before + time.perf_counter() - train_started,
-                "monitor_seconds": monitor.seconds if monitor else 0.0, "warned": bool(monitor and monitor.warned)})
-
-    # On a GPU, checking the loss every step would synchronise every step: there the checks (non-finite
-    # loss, stop request) wait for the next log or checkpoint step, and the first bad step is remembered.
-    check_every_step = device.type == "cpu"
-    first_nonfinite = torch.full((), -1, dtype=torch.long, device=device)
-    bar = tqdm(total=cfg.steps, initial=start_step, desc=f"{cfg.method} {cfg.arch}-w{cfg.width} {run.id}",
-               disable=not progress or rank > 0, file=sys.stderr, mininterval=2.0, ncols=100)
-    train_started = time.perf_counter()
-    if monitor and start_step == 0:
+        _log(f"run {run.id}: resuming from step {saved['step']} of {cfg.steps} ({saved['path']})")
+        state.load_state_dict(saved)
+        if parallel.is_main:
+            run.resume_logs(state.step)
+    state.model = parallel.wrap(method, cfg.sync_bn, device)
+    state.model.train()
+    bar = tqdm(total=cfg.steps, initial=state.step, desc=f"{cfg.method} {cfg.arch}-w{cfg.width} {run.id}",
+               disable=not progress or not parallel.is_main, file=sys.stderr, mininterval=2.0, ncols=100)
+    state.started = time.perf_counter()  # training starts now (not at set-up)
+    if monitor and state.step == 0:
         monitor(method, 0)  # the state at initialisation, the reference of every trajectory
     with StopRequests() as stop, bar:
-        for step, batch_idx in enumerate(schedule.batches(cfg.seed, start_step), start=start_step):
-            set_learning_rates(optimizer, lr_factor(step, cfg.steps, warmup))
-            images = data.train_images[torch.from_numpy(batch_idx[local])].to(device, non_blocking=True)
-            x1 = augment(images, cfg.augment, cfg.image_size, data.mean, data.std, generator)
-            x2 = augment(images, cfg.augment, cfg.image_size, data.mean, data.std, generator)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                out = model(x1, x2)
-            loss = out["loss"].detach()
-            first_nonfinite = torch.where((first_nonfinite < 0) & ~torch.isfinite(loss), step, first_nonfinite)
-            at_boundary = ((step + 1) % log_every == 0 or step + 1 == cfg.steps
-                           or (checkpoint_every and (step + 1) % checkpoint_every == 0))
-            stop_signal = 0
-            if check_every_step or at_boundary:
-                stop_signal, bad_step = _agree([stop.signal, float(first_nonfinite)], world, device)
-                if bad_step >= 0:
-                    _diverged(run, int(bad_step), optimizer, epoch_losses, rank, "the loss is not finite")
-            optimizer.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            optimizer.step()
-            method.after_optimizer_step((step + 1) / cfg.steps)
-            window.append(loss)
-            epoch_losses.append(loss)
-            if (step + 1) % log_every == 0 or step + 1 == cfg.steps:
-                mean_loss = torch.stack(window).float().mean()
-                if world > 1:
-                    dist.all_reduce(mean_loss)
-                    mean_loss /= world
-                loss_value, window = float(mean_loss), []
-                pairs_per_s = (step + 1 - start_step) * cfg.batch_size / (time.perf_counter() - train_started)
-                if rank == 0:
-                    run.log_metrics({"step": step + 1, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"],
-                                     "pairs_per_s": pairs_per_s})
-                bar.set_postfix(loss=f"{loss_value:.4f}", pairs_s=f"{pairs_per_s:.0f}", refresh=False)
-            if monitor and ((step + 1) % cfg.monitor_every == 0 or step + 1 == cfg.steps):
-                monitor(method, step + 1)
-            bar.update(1)
-            if stop_signal:  # at the last step too: evaluation then waits for the re-run
-                checkpoint(step + 1)
-                name = signal.Signals(int(stop_signal)).name
-                raise TrainingStopped(f"run {run.id} stopped by {name} after step {step + 1} of {cfg.steps}; "
-                                      f"checkpoint written: run the same command again to resume", 128 + int(stop_signal))
-            if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < cfg.steps:
-                checkpoint(step + 1)
-            if stop_after and step + 1 >= stop_after:
+        before_backward, periodic = hooks(state, run, stop, bar, log_every, checkpoint_every)
+        for batch_idx in schedule.batches(cfg.seed, state.step):
+            train_step(state, batch_idx[parallel.local(cfg.batch_size)], on_loss=before_backward)
+            for hook in periodic:
+                hook(state)
+            if stop_after and state.step >= stop_after:
                 break
     if stop_after and stop_after < cfg.steps:
         return {"run_id": run.id, "stopped_at": min(stop_after, cfg.steps)}
-    train_seconds = seconds_before + time.perf_counter() - train_started
-    final_loss = torch.stack(list(epoch_losses)).float().mean() if epoch_losses else torch.tensor(math.nan, device=device)
-    if world > 1:  # every rank has finished training; only rank 0 saves and evaluates
-        dist.all_reduce(final_loss)
-        final_loss /= world
-        if rank > 0:
-            return None
+    train_seconds = state.train_seconds()
+    losses = state.epoch_losses
+    final_loss = parallel.mean(torch.stack(list(losses)).float().mean() if losses else torch.tensor(math.nan, device=device))
+    if not parallel.is_main:  # every rank has finished training; only rank 0 saves and evaluates
+        return None
 
-    save_torch_atomic(run.checkpoint_path, method.state_dict())
+    save_torch_atomic(run.weights_path, method.state_dict())
     summary = {
         "run_id": run.id, "method": cfg.method, "arch": cfg.arch, "width": cfg.width, "subset": cfg.subset,
         "ordering": cfg.ordering, "seed": cfg.seed, "steps": cfg.steps,
@@ -519,21 +368,21 @@ def _train_steps(cfg, run, method, data, schedule, device, rank, world, *, evalu
     if evaluate:
         summary.update(evaluate_backbone(method, cfg, data, device))
     # wall time of the whole run: a resumed run adds the training time its checkpoint carried
-    run.finish(summary, provenance(cfg.seed, device, seconds_before + time.perf_counter() - started,
-                                   str(dtype or torch.float32), world))
+    run.finish(summary, provenance(cfg.seed, device, state.seconds_before + time.perf_counter() - run_started,
+                                   str(state.dtype or torch.float32), parallel.world))
     return summary
 
 
-def _diverged(run: Run, step: int, optimizer, losses, rank: int, what: str) -> None:
+def _diverged(run: Run, step: int, state: TrainState, what: str) -> None:
     """Stop at the first non-finite step: the run is marked failed (never re-used as a result) and keeps its
     last good checkpoint (checkpoints are only written from finite weights)."""
-    lr = optimizer.param_groups[0]["lr"]
-    last_finite = next((float(x) for x in reversed(losses) if torch.isfinite(x)), float("nan"))
+    lr = state.optimizer.param_groups[0]["lr"]
+    last_finite = next((float(x) for x in reversed(state.epoch_losses) if torch.isfinite(x)), float("nan"))
     kept = run.load_checkpoint(log=lambda msg: None)
     resume = f"its last good checkpoint (step {kept['step']}) is kept" if kept else "no checkpoint was written before it"
     message = (f"run {run.id} diverged at step {step + 1}: {what} (lr {lr:.4g}, last finite loss {last_finite:.4g}); "
                f"{resume}. Marked failed: change the configuration (e.g. a lower --lr)")
-    if rank == 0:
+    if state.parallel.is_main:
         run.mark_failed({"run_id": run.id, "step": step + 1, "lr": lr, "last_finite_loss": last_finite,
                          "checkpoint_step": kept["step"] if kept else None, "message": message})
     raise TrainingStopped(message, 1)

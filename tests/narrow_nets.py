@@ -16,7 +16,8 @@ from ssl_src import data as datasets
 from ssl_src.augment import AugmentConfig
 from ssl_src.errors import UserError
 from ssl_src.models import build_backbone, to_device_layout
-from ssl_src.train import TrainConfig, train
+from ssl_src.config import TrainConfig
+from ssl_src.train import train
 
 TOLERANCE = 1e-3  # max |grad - float64 grad| / max |float64 grad|, per parameter
 

@@ -8,7 +8,7 @@ from ssl_src.methods import build_method, negative_cosine
 from ssl_src.methods.base import MomentumTarget
 from ssl_src.methods.mocov3 import info_nce
 from ssl_src.models import build_backbone
-from ssl_src.train import TrainConfig
+from ssl_src.config import TrainConfig
 
 CFG = TrainConfig(width=4, proj_layers=2)
 
@@ -75,13 +75,33 @@ def test_per_view_bn_is_refused_for_the_one_view_distillation():
     from dataclasses import replace
 
     with pytest.raises(UserError, match="--bn-views per_view applies to two-view methods"):
-        method("distill", replace(CFG, method="distill", teacher="x", bn_views="per_view"),
-               teacher=build_backbone("resnet18", 4, 1))
+        replace(CFG, method="distill", teacher="x", bn_views="per_view").validate()
 
 
-def test_no_stop_grad_is_refused_where_it_means_nothing():
-    with pytest.raises(UserError, match="simsiam only"):
-        method("byol", TrainConfig(width=4, stop_grad=False))
+def test_an_option_of_another_method_is_refused_where_it_means_nothing():
+    with pytest.raises(UserError, match="--no-stop-grad applies to simsiam only, not byol"):
+        TrainConfig(width=4, method="byol", stop_grad=False).validate()
+    with pytest.raises(UserError, match="--no-stop-grad applies to simsiam only, not nnsiam"):
+        TrainConfig(width=4, method="nnsiam", stop_grad=False).validate()
+    with pytest.raises(UserError, match="--temperature applies to mocov3 only, not simsiam"):
+        TrainConfig(width=4, temperature=0.2).validate()
+    TrainConfig(width=4, method="mocov3", temperature=0.2).validate()  # its own option
+    TrainConfig(width=4, method="directcopy", dp_eps=0.1).validate()  # declared by its parent, DirectPred
+
+
+def test_options_are_declared_by_their_methods_and_become_config_fields():
+    from dataclasses import fields
+
+    from ssl_src.methods import method_options
+
+    options = method_options()
+    assert options["ema"].methods == ("byol", "directcopy", "directpred", "mocov3")
+    assert options["queue_size"].methods == ("nnsiam",) and options["predictor"].methods == ("byol", "nnsiam", "simsiam")
+    by_name = {f.name: f for f in fields(TrainConfig)}
+    assert set(options) <= set(by_name)
+    assert by_name["temperature"].default == 1.0 and "InfoNCE" in by_name["temperature"].metadata["help"]
+    with pytest.raises(UserError, match="dp_rho must be in \\[0, 1\\), got 1.0"):
+        TrainConfig(dp_rho=1.0).validate()
 
 
 def test_momentum_target_schedule_and_update():
@@ -119,7 +139,7 @@ def test_mocov3_runs_one_step():
     model = method("mocov3")
     out = model(*views())
     out["loss"].backward()
-    model.after_optimizer_step(0.1)
+    model.after_optimizer_step(0.1, out)
     assert math.isfinite(out["loss"].item())
 
 
@@ -128,9 +148,9 @@ def test_nnsiam_targets_are_queue_neighbours_and_only_view_one_is_enqueued():
     queue = model.queue.clone()
     z = queue[[3, 7]] + 1e-3
     assert torch.equal(model.nearest(z), queue[[3, 7]])
-    model(*views(n=8))
-    view1 = model._to_enqueue.clone()
-    model.after_optimizer_step(0.1)
+    out = model(*views(n=8))
+    view1 = out["projections"][:8].clone()  # the projections of view 1, then of view 2
+    model.after_optimizer_step(0.1, out)
     assert torch.equal(model.queue[:8], view1) and torch.equal(model.queue[8:], queue[8:])
     assert model.queue_ptr.item() == 8
 
@@ -152,8 +172,7 @@ def test_directpred_correlation_is_an_ema_weighted_on_the_old_estimate():
     assert not model.predictor.weight.requires_grad
     f1, f2 = torch.randn(6, 8), torch.randn(6, 8)
     for f in (f1, f2):
-        model._projections = f
-        model.after_optimizer_step(0.1)
+        model.after_optimizer_step(0.1, {"projections": f})
     expected = 0.3 * (f1.T @ f1 / 6) + 0.7 * (f2.T @ f2 / 6)
     assert torch.allclose(model.corr, expected, atol=1e-6)
     assert torch.allclose(model.predictor.weight, model.predictor_from_correlation(expected), atol=1e-5)

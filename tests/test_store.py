@@ -1,7 +1,7 @@
 import json
 
 from ssl_src.store import Run, run_id, write_json_atomic
-from ssl_src.train import TrainConfig
+from ssl_src.config import TrainConfig
 
 
 def test_run_id_is_stable_and_sensitive_to_every_field():

@@ -11,7 +11,10 @@ from ssl_src import data as datasets
 from ssl_src.methods import build_method
 from ssl_src.models import build_backbone
 from ssl_src.store import Run
-from ssl_src.train import CollapseMonitor, TrainConfig, build_optimizer, lr_factor, set_learning_rates, train
+from ssl_src.config import TrainConfig
+from ssl_src.monitor import CollapseMonitor
+from ssl_src.optim import build_optimizer, lr_factor, set_learning_rates
+from ssl_src.train import train
 
 TINY = TrainConfig(width=4, steps=3, batch_size=32, subset=0.01, image_size=16, proj_layers=2,
                    eval_train_images=600, eval_test_images=200, monitor_every=2)
@@ -167,3 +170,37 @@ def test_every_backbone_takes_a_training_step(arch, results_dir):
                       monitor_every=0)
     summary = train(cfg, evaluate=False, progress=False)
     assert summary["steps"] == 1 and summary["loss"] == summary["loss"]  # finite, not NaN
+
+
+@pytest.mark.parametrize("method", ["simsiam", "byol", "nnsiam", "directpred"])
+def test_a_train_state_round_trips_through_its_state_dict(method):
+    """A state saved after 3 steps and loaded into a freshly built one continues exactly as the original
+    (target nets, queue, correlation, optimizer, generators and loss windows all come back)."""
+    import io
+    from dataclasses import replace
+
+    from ssl_src.train import build_model, new_state, resolved, train_step
+
+    data = datasets.load("fashion_mnist")
+    cfg = resolved(replace(TINY, method=method, steps=6, monitor_every=0, queue_size=64 if method == "nnsiam" else 0),
+                   len(data.train_images))
+    batches = [torch.randperm(len(data.train_images), generator=torch.Generator().manual_seed(i))[:32].numpy()
+               for i in range(6)]
+    fresh = lambda: new_state(cfg, build_model(cfg, data.channels), data, torch.device("cpu"), steps_per_epoch=4)
+    original = fresh()
+    for idx in batches[:3]:
+        original.record(train_step(original, idx))
+    buffer = io.BytesIO()
+    torch.save(original.state_dict(), buffer)  # through bytes, as a checkpoint file
+    buffer.seek(0)
+    checkpoint = torch.load(buffer, weights_only=True)
+    rng = torch.get_rng_state()
+    later = [train_step(original, idx) for idx in batches[3:]]
+    torch.set_rng_state(rng)
+    restored = fresh()
+    restored.load_state_dict(checkpoint)
+    assert restored.step == 3 and len(restored.epoch_losses) == 3 and len(restored.window) == 3
+    assert torch.equal(torch.stack([train_step(restored, idx) for idx in batches[3:]]), torch.stack(later))
+    for (name, a), b in zip(original.method.state_dict().items(), restored.method.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert checkpoint["train_seconds"] >= 0 and checkpoint["generators"][0].dtype == torch.uint8

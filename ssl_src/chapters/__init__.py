@@ -183,11 +183,10 @@ def chapter_run_ids(scale: str) -> dict[str, list[str]]:
 
 def published_orphans(scale: str) -> list[str]:
     """Published runs of `scale` that no chapter uses at its preset any more (left by a changed preset)."""
-    from ..store import published_root
+    from ..store import published_run_ids
 
     used = {run_id for ids in chapter_run_ids(scale).values() for run_id in ids}
-    root = published_root(scale)
-    return sorted(d.name for d in root.iterdir() if d.is_dir() and d.name not in used) if root.is_dir() else []
+    return [run_id for run_id in published_run_ids(scale) if run_id not in used]
 
 
 def core_hours(runs: list) -> float:
@@ -204,11 +203,11 @@ def retrain_budget(scale: str, cores: int = 2) -> "pd.DataFrame":
     the cores, as the sweep runs them)."""
     import pandas as pd
 
-    from ..store import StoredRun, published_root
+    from ..store import published_run
 
     rows = []
     for name, ids in chapter_run_ids(scale).items():
-        published = [run for run in (StoredRun(published_root(scale) / i, i) for i in ids) if run.finished()]
+        published = [run for run in (published_run(i, scale) for i in ids) if run.finished()]
         hours = core_hours(published)
         rows.append({"chapter": name, "runs": len(ids), "published": len(published), "core_hours": hours,
                      f"hours_on_{cores}_cores": hours / cores})

@@ -7,7 +7,7 @@ import pandas as pd
 from ..augment import IMAGENET, GREY_SMALL
 from ..claims import claim, paired_by_seed
 from ..sweep import resolve, run_summaries
-from ..train import TrainConfig
+from ..config import TrainConfig
 from . import PRECISION
 from .choosing_a_scale import REGIME, steps_of
 

@@ -18,7 +18,7 @@ from ..augment import GREY_SMALL
 from ..claims import paired_by_seed
 from ..store import find_run
 from ..sweep import resolve, run_summaries
-from ..train import TrainConfig
+from ..config import TrainConfig
 from . import LEARNED_MARGIN, PRECISION, beats_random_init
 
 FASHION_MNIST_TRAIN = 60_000

@@ -8,7 +8,7 @@ from ..augment import GREY_SMALL
 from ..claims import claim, paired_by_seed
 from ..errors import UserError
 from ..sweep import resolve, run_summaries
-from ..train import TrainConfig
+from ..config import TrainConfig
 from . import PRECISION, beats_random_init
 
 # Every variant is BYOL with the DirectPred code's projector (8w-8w-2w: 512-512-128 at width 64).

@@ -1,7 +1,7 @@
 """Eigenspace alignment in real training (Tian et al., Fig. 2): BYOL with a linear predictor W_p, whose
 eigenvectors should align with those of F = E[f f^T], the correlation of its input (the projector output).
 
-The live monitor (`ssl_src.train.predictor_spectra`) records F's eigenvalues, W_p's eigenvalues, the
+The live monitor (`ssl_src.monitor.predictor_spectra`) records F's eigenvalues, W_p's eigenvalues, the
 alignment cos(u_j, W_p u_j) and W_p's asymmetry on a fixed probe set every `monitor_every` steps."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ..claims import claim, paired_by_seed
 from ..errors import UserError
 from ..store import find_run
 from ..sweep import resolve, run_summaries
-from ..train import TrainConfig
+from ..config import TrainConfig
 from . import PRECISION, beats_random_init
 
 PRESETS = {

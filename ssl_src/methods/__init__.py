@@ -3,6 +3,6 @@
 Methods register by name so a config string picks one, as in solo-learn.
 """
 from . import byol, directpred, distill, mocov3, nnsiam, simsiam  # noqa: F401  (registration)
-from .base import METHODS, Method, build_method, method_names, negative_cosine
+from .base import METHODS, Method, Option, build_method, method_names, method_options, negative_cosine
 
-__all__ = ["METHODS", "Method", "build_method", "method_names", "negative_cosine"]
+__all__ = ["METHODS", "Method", "Option", "build_method", "method_names", "method_options", "negative_cosine"]

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -17,7 +20,6 @@ METHODS: dict[str, type["Method"]] = {}
 
 def register(name: str):
     def wrap(cls):
-        cls.name = name
         METHODS[name] = cls
         return cls
 
@@ -28,21 +30,59 @@ def method_names() -> list[str]:
     return sorted(METHODS)
 
 
-class Method(nn.Module):
-    """A backbone with method-specific heads; `forward(x1, x2)` returns a dict with the scalar `loss`.
+@dataclass(frozen=True)
+class Option:
+    """A method's own hyper-parameter, a TrainConfig field: its default, help, valid range and flag."""
 
-    `cfg` is the run's TrainConfig (read-only): a method reads the fields it needs.
+    default: bool | int | float | str
+    help: str
+    valid: Callable[[Any], bool] = lambda value: True
+    requirement: str = ""  # what `valid` demands, for the error message
+    choices: tuple[str, ...] = ()
+    flag: str = ""  # the CLI flag where it is not --the-name (a bool that defaults to True: --no-...)
+    methods: tuple[str, ...] = ()  # filled by method_options(): the methods that declare it
+
+    def check(self, name: str, value) -> None:
+        if not self.valid(value):
+            raise UserError(f"{name} must be {self.requirement}, got {value!r}")
+
+
+def method_options() -> dict[str, Option]:
+    """Every registered method's options by name (an option several methods declare appears once, with the
+    names of those methods); two declarations of one name must agree."""
+    merged: dict[str, Option] = {}
+    for name in method_names():
+        for key, option in METHODS[name].options.items():
+            known = merged.get(key)
+            if known is not None and replace(known, methods=()) != option:
+                raise TypeError(f"option {key!r} is declared differently by {name} and {', '.join(known.methods)}")
+            merged[key] = replace(option, methods=(known.methods if known else ()) + (name,))
+    return merged
+
+
+class Method(nn.Module):
+    """A backbone with method-specific heads; `forward(x1, x2)` returns a dict with the scalar `loss`, and
+    `after_optimizer_step(progress, out)` gets that dict back (targets, queues, predictor rewrites).
+
+    `cfg` is the run's TrainConfig (read-only): a method reads the fields it needs, its own declared in
+    `options` (a subclass extends its parent's).
     """
 
-    name = "base"
-    supports_no_stop_grad = False
+    options: dict[str, Option] = {}
 
     def __init__(self, backbone: nn.Module, cfg):
         super().__init__()
         self.backbone = backbone
-        if not cfg.stop_grad and not self.supports_no_stop_grad:
-            raise UserError(f"--no-stop-grad applies to simsiam only, not {self.name}")
         self.per_view_bn = cfg.bn_views == "per_view"
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Checks of a whole config that only this method knows (options of other methods are ignored)."""
+
+    @classmethod
+    def resolve_config(cls, cfg, train_size: int):
+        """The config with this method's data-dependent defaults filled, so the stored config says what ran."""
+        return cfg
 
     def per_views(self, net, x: torch.Tensor) -> torch.Tensor:
         """`net` over both stacked views: in one pass (BN statistics pooled over the two views, faster on
@@ -56,8 +96,9 @@ class Method(nn.Module):
         return [{"params": [p for p in self.parameters() if p.requires_grad], "fixed_lr": False}]
 
     @torch.no_grad()
-    def after_optimizer_step(self, progress: float) -> None:
-        """Hook for target updates, queues or predictor rewrites; progress = finished fraction of training."""
+    def after_optimizer_step(self, progress: float, out: dict) -> None:
+        """Hook for target updates, queues or predictor rewrites; progress = finished fraction of training,
+        `out` = what `forward` returned for the step."""
 
 
 def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -72,6 +113,12 @@ def gather(x: torch.Tensor) -> torch.Tensor:
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, x.contiguous())
     return torch.cat(parts)
+
+
+PREDICTOR = Option("mlp", "predictor head: the 2-layer MLP or one linear map (DirectPred's baseline)",
+                   choices=("mlp", "linear"))
+TARGET_MOMENTUM = Option(0.99, "base momentum of the target network (rises to 1 on a cosine)",
+                         lambda v: 0 <= v <= 1, "in [0, 1]")
 
 
 def predictor_head(kind: str, dim: int, hidden: int) -> nn.Module:
@@ -117,7 +164,7 @@ def head_sizes(cfg, defaults: dict) -> dict:
 
 
 def build_method(name: str, backbone: nn.Module, cfg, **extra) -> Method:
-    """The registered method `name` around `backbone`; `extra` carries e.g. the distillation teacher."""
+    """The registered method `name` around `backbone` (`extra`: a test's stand-ins, e.g. a teacher)."""
     if name not in METHODS:
         raise UserError(f"unknown method {name!r}; valid: {', '.join(method_names())}")
     return METHODS[name](backbone, cfg, **extra)

@@ -5,11 +5,13 @@ import torch
 from torch import nn
 
 from ..models import mlp
-from .base import Method, MomentumTarget, head_sizes, negative_cosine, predictor_head, register
+from .base import PREDICTOR, TARGET_MOMENTUM, Method, MomentumTarget, head_sizes, negative_cosine, predictor_head, register
 
 
 @register("byol")
 class BYOL(Method):
+    options = {"predictor": PREDICTOR, "ema": TARGET_MOMENTUM}
+
     def __init__(self, backbone: nn.Module, cfg):
         super().__init__(backbone, cfg)
         d, w = backbone.num_features, cfg.width
@@ -42,5 +44,5 @@ class BYOL(Method):
         return ((2 + 2 * negative_cosine(p1, t2)) + (2 + 2 * negative_cosine(p2, t1))) / 2
 
     @torch.no_grad()
-    def after_optimizer_step(self, progress: float) -> None:
+    def after_optimizer_step(self, progress: float, out: dict) -> None:
         self.target.update(progress)

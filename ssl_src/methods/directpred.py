@@ -6,12 +6,17 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .base import register
+from .base import TARGET_MOMENTUM, Option, register
 from .byol import BYOL
 
 
 @register("directpred")
 class DirectPred(BYOL):
+    options = {"ema": TARGET_MOMENTUM,  # the predictor is always one linear map, written
+               "dp_rho": Option(0.3, "weight of the OLD correlation estimate", lambda v: 0 <= v < 1, "in [0, 1)"),
+               "dp_eps": Option(0.01, "added to the predictor's eigenvalues (DirectPred) or diagonal (DirectCopy)"),
+               "dp_freq": Option(1, "rewrite the predictor every N steps", lambda v: v >= 1, "a positive integer")}
+
     def default_heads(self, cfg, d: int, w: int) -> dict:
         # Their STL-10/CIFAR-10 projector: 512-512-128 at width 64.
         return dict(proj_hidden_dim=d, proj_dim=2 * w, pred_dim=2 * w, proj_layers=2)
@@ -25,15 +30,10 @@ class DirectPred(BYOL):
         predictor.requires_grad_(False)  # written, never trained
         return predictor
 
-    def forward(self, x1, x2):
-        out = super().forward(x1, x2)
-        self._projections = out.pop("projections")
-        return out
-
     @torch.no_grad()
-    def after_optimizer_step(self, progress: float) -> None:
-        super().after_optimizer_step(progress)
-        f = self._projections.float()
+    def after_optimizer_step(self, progress: float, out: dict) -> None:
+        super().after_optimizer_step(progress, out)
+        f = out["projections"].float()
         batch_corr = f.T @ f / len(f)  # mean over both views of f f^T
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(batch_corr)

@@ -7,15 +7,44 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from .base import Method, register
+from .base import Method, Option, register
+
+
+def teacher_backbone(run_id: str) -> nn.Module:
+    """The backbone of a finished run in the run store or a published set, read through the store."""
+    import pickle
+
+    from ..data import manifest
+    from ..models import build_backbone
+    from ..store import find_run
+
+    try:
+        run = find_run(run_id)
+        stored = run.stored_config()
+        backbone = build_backbone(stored["arch"], stored["width"], manifest(stored["dataset"])["channels"],
+                                  stored["stem"], stored["image_size"], stored.get("freeze_patch_embed", True))
+        state = run.weights()
+        backbone.load_state_dict({k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")})
+    except (UserError, OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError) as exc:
+        raise UserError(f"teacher run {run_id!r} not found or unreadable ({exc})") from None
+    return backbone
 
 
 @register("distill")
 class Distill(Method):
-    def __init__(self, backbone: nn.Module, cfg, teacher: nn.Module):
-        super().__init__(backbone, cfg)
-        if self.per_view_bn:
+    options = {"teacher": Option("", "run id of a stored run whose backbone is the teacher")}
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        if not cfg.teacher:
+            raise UserError("distill needs a teacher: --teacher RUN_ID of a stored run (python -m ssl_src train ...)")
+        if cfg.bn_views == "per_view":
             raise UserError("--bn-views per_view applies to two-view methods; distill trains on one view")
+
+    def __init__(self, backbone: nn.Module, cfg, teacher: nn.Module | None = None):
+        """`teacher` (tests) stands in for the backbone of the stored run `cfg.teacher`."""
+        super().__init__(backbone, cfg)
+        teacher = teacher_backbone(cfg.teacher) if teacher is None else teacher
         self.teacher = teacher.eval().requires_grad_(False)
         t_dim = teacher.num_features
         self.head = nn.Linear(backbone.num_features, t_dim)

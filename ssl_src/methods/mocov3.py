@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models import VITS, mlp
-from .base import gather, register
+from .base import TARGET_MOMENTUM, Option, gather, register
 from .byol import BYOL
 
 
@@ -26,6 +26,9 @@ class MoCoV3(BYOL):
     """BYOL's online/target structure with MoCo-v3's heads and the InfoNCE loss."""
 
     projector_last_bn = True  # BN without affine at the projector's output
+    options = {"ema": TARGET_MOMENTUM,  # its predictor is its own: no `predictor` option
+               "temperature": Option(1.0, "InfoNCE temperature (1.0 for ResNets in the MoCo-v3 code)",
+                                     lambda v: v > 0, "> 0")}
 
     def __init__(self, backbone: nn.Module, cfg):
         super().__init__(backbone, cfg)

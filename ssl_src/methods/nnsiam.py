@@ -1,16 +1,30 @@
 """NNSiam: SimSiam whose targets are the nearest neighbours of the projections in a FIFO queue."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 
-from .base import gather, register
+from ..errors import UserError
+from .base import Option, gather, register
 from .simsiam import SimSiam
 
 
 @register("nnsiam")
 class NNSiam(SimSiam):
-    supports_no_stop_grad = False  # neighbours from the queue never carry gradient
+    # neighbours from the queue never carry gradient: no `stop_grad` option
+    options = {k: v for k, v in SimSiam.options.items() if k != "stop_grad"} | {
+        "queue_size": Option(0, "queue length (0 = 25,600 scaled by the data-set size, at least 2 batches)",
+                             lambda v: v >= 0, ">= 0")}
+
+    @classmethod
+    def resolve_config(cls, cfg, train_size: int):
+        if cfg.queue_size == 0:  # the authors' 25,600 entries at ImageNet's 1,281,167 images
+            cfg = replace(cfg, queue_size=max(2 * cfg.batch_size, round(25_600 * train_size / 1_281_167)))
+        if cfg.queue_size < cfg.batch_size:
+            raise UserError(f"queue size {cfg.queue_size} must be at least the batch size {cfg.batch_size}")
+        return cfg
 
     def __init__(self, backbone, cfg):
         super().__init__(backbone, cfg)
@@ -25,13 +39,11 @@ class NNSiam(SimSiam):
         return self.queue[torch.cdist(z.float(), self.queue).argmin(dim=1)]
 
     def targets(self, z1, z2):
-        nn1, nn2 = self.nearest(z1.detach()), self.nearest(z2.detach())
-        self._to_enqueue = z1.detach().float()  # only view 1 is enqueued
-        return nn2, nn1
+        return self.nearest(z2.detach()), self.nearest(z1.detach())
 
     @torch.no_grad()
-    def after_optimizer_step(self, progress: float) -> None:
-        z = gather(self._to_enqueue)  # the config check keeps len(z) <= queue size
+    def after_optimizer_step(self, progress: float, out: dict) -> None:
+        z = gather(out["projections"].chunk(2)[0].float())  # only view 1 is enqueued; len(z) <= queue size
         idx = (self.queue_ptr + torch.arange(len(z), device=z.device)) % len(self.queue)
         self.queue[idx] = z
         self.queue_ptr.copy_((self.queue_ptr + len(z)) % len(self.queue))

@@ -5,12 +5,17 @@ import torch
 from torch import nn
 
 from ..models import mlp
-from .base import Method, head_sizes, negative_cosine, predictor_head, register
+from .base import PREDICTOR, Method, Option, head_sizes, negative_cosine, predictor_head, register
 
 
 @register("simsiam")
 class SimSiam(Method):
-    supports_no_stop_grad = True
+    options = {
+        "predictor": PREDICTOR,
+        "stop_grad": Option(True, "remove the stop-gradient (the collapse demonstration)", flag="--no-stop-grad"),
+        "fix_pred_lr": Option(True, "decay the predictor's lr too (default: fixed, as the SimSiam paper)",
+                              flag="--decay-pred-lr"),
+    }
 
     def __init__(self, backbone: nn.Module, cfg):
         super().__init__(backbone, cfg)
@@ -41,4 +46,4 @@ class SimSiam(Method):
         p1, p2 = p.chunk(2)
         t1, t2 = self.targets(z1, z2)
         loss = (negative_cosine(p1, t1) + negative_cosine(p2, t2)) / 2
-        return {"loss": loss}
+        return {"loss": loss, "projections": z.detach()}
