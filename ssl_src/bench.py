@@ -260,9 +260,10 @@ def stack_seeds(module: torch.nn.Module, seeds: int) -> torch.nn.Module:
 def seed_stacking(width: int, seeds: int, steps: int, rounds: int, log=print) -> dict:
     """Backbone forward + backward of `seeds` narrow nets (the quick preset's image size and batch, both views
     at once): one after the other, against one seed-stacked net (`stack_seeds`), in this process, every
-    core, NCHW and channels_last; pairs/s summed over the seeds. Beside them, one seed on one thread times the
+    core, NCHW and (unless a net has a convolution whose channels_last kernel fails: `needs_nchw`)
+    channels_last; pairs/s summed over the seeds. Beside them, one seed on one thread times the
     cores: what the sweep (one run per core) reaches at best, the bar stacking has to clear to pay."""
-    from .models import build_backbone
+    from .models import build_backbone, needs_nchw
 
     config = sweep_config()
     size, batch = config["image_size"], config["batch_size"]
@@ -291,7 +292,10 @@ def seed_stacking(width: int, seeds: int, steps: int, rounds: int, log=print) ->
     from .sweep import cpu_cores
 
     timings, cores, threads = {}, cpu_cores(), torch.get_num_threads()
-    for layout, label in ((torch.contiguous_format, "NCHW"), (torch.channels_last, "channels_last")):
+    layouts = [(torch.contiguous_format, "NCHW")]
+    if not any(needs_nchw(net, torch.device("cpu")) for net in nets + [stacked]):
+        layouts.append((torch.channels_last, "channels_last"))
+    for layout, label in layouts:
         for net in nets + [stacked]:
             net.to(memory_format=layout)
         x, xs = x.contiguous(memory_format=layout), xs.contiguous(memory_format=layout)
@@ -306,7 +310,7 @@ def seed_stacking(width: int, seeds: int, steps: int, rounds: int, log=print) ->
     log(f"seed stacking, {seeds} seeds of width {width}: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()) + " pairs/s")
     best = lambda prefix: max(v for k, v in timings.items() if k.startswith(prefix))
     return {"width": width, "seeds": seeds, "image_size": size, "batch_size": batch, "threads": threads,
-            "pairs_per_s": timings, "speed_up": best("stacked") / best("separate"),
+            "layouts": [label for _, label in layouts], "pairs_per_s": timings, "speed_up": best("stacked") / best("separate"),
             "speed_up_vs_sweep_bound": best("stacked") / best("one seed")}
 
 
