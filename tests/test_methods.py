@@ -101,7 +101,7 @@ def test_options_are_declared_by_their_methods_and_become_config_fields():
     assert set(options) <= set(by_name)
     assert by_name["temperature"].default == 1.0 and "InfoNCE" in by_name["temperature"].metadata["help"]
     with pytest.raises(UserError, match="dp_rho must be in \\[0, 1\\), got 1.0"):
-        TrainConfig(dp_rho=1.0).validate()
+        TrainConfig(method="directpred", dp_rho=1.0).validate()
 
 
 def test_momentum_target_schedule_and_update():
