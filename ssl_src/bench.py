@@ -263,7 +263,7 @@ def seed_stacking(width: int, seeds: int, steps: int, rounds: int, log=print) ->
     core, NCHW and (unless a net has a convolution whose channels_last kernel fails: `needs_nchw`)
     channels_last; pairs/s summed over the seeds. Beside them, one seed on one thread times the
     cores: what the sweep (one run per core) reaches at best, the bar stacking has to clear to pay."""
-    from .models import build_backbone, needs_nchw
+    from .models import build_backbone
 
     config = sweep_config()
     size, batch = config["image_size"], config["batch_size"]

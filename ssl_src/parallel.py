@@ -38,7 +38,7 @@ class SingleProcess:
         """The mean over ranks of a tensor every rank holds."""
         return tensor
 
-    def wrap(self, model: torch.nn.Module, sync_bn: bool, device: torch.device) -> torch.nn.Module:
+    def wrap(self, model: torch.nn.Module, sync_bn: bool) -> torch.nn.Module:
         """The module the loop calls (the method itself, or its DDP wrapper)."""
         return model
 
@@ -72,10 +72,11 @@ class Distributed(SingleProcess):
         dist.all_reduce(tensor)
         return tensor / self.world
 
-    def wrap(self, model, sync_bn, device):
+    def wrap(self, model, sync_bn):
         if sync_bn:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # in place: the method is converted
-        return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        cuda = self.device.type == "cuda"
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index] if cuda else None)
 
 
 def data_parallel(device: torch.device) -> SingleProcess:

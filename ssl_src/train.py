@@ -333,7 +333,7 @@ def _train_steps(cfg, run, method, data, schedule, device, parallel, *, force, p
         state.load_state_dict(saved)
         if parallel.is_main:
             run.resume_logs(state.step)
-    state.model = parallel.wrap(method, cfg.sync_bn, device)
+    state.model = parallel.wrap(method, cfg.sync_bn)
     state.model.train()
     bar = tqdm(total=cfg.steps, initial=state.step, desc=f"{cfg.method} {cfg.arch}-w{cfg.width} {run.id}",
                disable=not progress or not parallel.is_main, file=sys.stderr, mininterval=2.0, ncols=100)

@@ -283,3 +283,16 @@ def test_a_probe_figure_shows_its_runs_beside_their_counterparts():
     capacity = scale_search.figure_rows(table, "capacity_map", p)
     assert len(capacity) == 9 + 6 and set(capacity.arch) == {"resnet18"}  # the map's seed 0 and seeds 1, 2
 
+
+
+def test_the_capacity_chapters_quick_runs_are_the_searchs_own():
+    """Two builders make the same runs (capacity_vs_data._config and choosing_a_scale.config): a change to
+    one that the other does not follow would split the published runs."""
+    from ssl_src.chapters import capacity_vs_data, resolve_parameters
+    from ssl_src.chapters import choosing_a_scale as scale_search
+    from ssl_src.store import Run
+    from ssl_src.sweep import resolve
+
+    ids = lambda module: {Run(c.to_dict()).id for c in resolve(module.configs(resolve_parameters(module.PRESETS, "quick")))}
+    capacity, search = ids(capacity_vs_data), ids(scale_search)
+    assert len(capacity) == 24 and capacity <= search

@@ -353,8 +353,8 @@ def budget_to_beat_raw_pixels(table: pd.DataFrame, regime: dict, p: dict) -> dic
     narrow = _shrunk(dict(regime["recipe"], width=regime["narrow"], fraction=regime["large"]), p)
     fixed = {k: v for k, v in narrow.items() if k in SETTING_COLUMNS and k not in ("epochs", "seed", "probe")}
     trained = table[(table.probe != "random init") & (table.epochs > 0)].drop_duplicates("run_id")
-    match = np.logical_and.reduce([trained[k] == v for k, v in fixed.items()])
-    by_budget = trained[match].groupby("epochs").above_raw_pixels.mean().dropna()
+    runs = trained[np.logical_and.reduce([trained[k] == v for k, v in fixed.items()])]
+    by_budget = runs.groupby("epochs").above_raw_pixels.mean().dropna()
     beats = by_budget[by_budget > LEARNED_MARGIN]
     if len(beats):
         needed, how = float(beats.index.min()), "trained"
@@ -365,7 +365,6 @@ def budget_to_beat_raw_pixels(table: pd.DataFrame, regime: dict, p: dict) -> dic
         how = "extrapolated"
     else:
         needed, how = float("nan"), "not measured"
-    runs = trained[match]
     hours_per_epoch = float((runs.train_seconds / runs.epochs).mean() / 3600) if len(runs) else float("nan")
     return {"points_above_raw_by_epochs": by_budget.round(3).to_dict(), "epochs_needed": needed, "how": how,
             "hours_per_run": needed * hours_per_epoch, "width": narrow["width"], "image_size": narrow["image_size"]}
