@@ -191,14 +191,18 @@ def train_step(state: TrainState, batch_idx, on_loss: Callable[[TrainState, torc
 
 @dataclass
 class Every:
-    """`action(state)` after every k-th step (never when k = 0), and after the last step when `last`."""
+    """`action(state)` after every k-th step (never when k = 0); after the last step always when `last`,
+    never otherwise."""
 
     k: int
     action: Callable[[TrainState], None]
     last: bool = True
 
+    def due(self, step: int, total: int) -> bool:
+        return bool(self.k) and (self.last if step == total else step % self.k == 0)
+
     def __call__(self, state: TrainState) -> None:
-        if self.k and (state.step % self.k == 0 or (self.last and state.step == state.cfg.steps)):
+        if self.due(state.step, state.cfg.steps):
             self.action(state)
 
 
@@ -237,7 +241,7 @@ def hooks(state: TrainState, run: Run, stop: StopRequests, bar, log_every: int,
     def check_then_record(s: TrainState, loss: torch.Tensor) -> None:
         s.note_if_nonfinite(loss)
         step = s.step + 1
-        if every_step or step % log_every == 0 or step == s.cfg.steps or (checkpoint_every and step % checkpoint_every == 0):
+        if every_step or any(hook.due(step, s.cfg.steps) for hook in (log_hook, checkpoint_hook)):
             flags["stop"], bad_step = s.parallel.agree([stop.signal, float(s.first_nonfinite)])
             if bad_step >= 0:
                 _diverged(run, int(bad_step), s, "the loss is not finite")
@@ -266,9 +270,9 @@ def hooks(state: TrainState, run: Run, stop: StopRequests, bar, log_every: int,
             run.save_checkpoint(state_dict)
 
     start = state.step
-    return check_then_record, [Every(log_every, log), Every(state.cfg.monitor_every if state.monitor else 0, lambda s: s.monitor(s.method, s.step)),
-                   Every(1, lambda s: bar.update(1)), Every(1, stop_if_asked),
-                   Every(checkpoint_every, lambda s: s.step < s.cfg.steps and checkpoint(s), last=False)]
+    log_hook, checkpoint_hook = Every(log_every, log), Every(checkpoint_every, checkpoint, last=False)
+    return check_then_record, [log_hook, Every(state.cfg.monitor_every if state.monitor else 0, lambda s: s.monitor(s.method, s.step)),
+                               Every(1, lambda s: bar.update(1)), Every(1, stop_if_asked), checkpoint_hook]
 
 
 # ----------------------------------------------------------------------------- the run

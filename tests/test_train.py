@@ -204,3 +204,12 @@ def test_a_train_state_round_trips_through_its_state_dict(method):
     for (name, a), b in zip(original.method.state_dict().items(), restored.method.state_dict().values()):
         assert torch.equal(a, b), name
     assert checkpoint["train_seconds"] >= 0 and checkpoint["generators"][0].dtype == torch.uint8
+
+
+def test_every_runs_on_multiples_and_at_the_last_step_only_when_asked():
+    from ssl_src.train import Every
+
+    log, checkpoint, off = Every(4, print), Every(4, print, last=False), Every(0, print)
+    assert [s for s in range(1, 11) if log.due(s, 10)] == [4, 8, 10]
+    assert [s for s in range(1, 13) if checkpoint.due(s, 12)] == [4, 8]  # never at the last step, even a multiple
+    assert not any(off.due(s, 10) for s in range(1, 11))
