@@ -98,6 +98,10 @@ def test_performance_check_fails_when_a_failing_convolution_is_not_routed():
     ("learning_dynamics", {"dt": 0.5}, "must be <= 0.1 for a stable RK4 integration"),
     ("learning_dynamics", {"portrait_etas": [-1.0]}, "weight decays must be >= 0"),
     ("learning_dynamics", {"fig5_betas": "fast"}, "parameter fig5_betas must be a non-empty list"),
+    ("predicting_accuracy", {"accuracy": "top1"}, "parameter accuracy must be one of linear_acc"),
+    ("predicting_accuracy", {"early_fractions": [0.5, 1.0]}, "every fraction must lie in (0, 1)"),
+    ("predicting_accuracy", {"chapters": ["tables"]}, "parameter chapters: no chapter module tables"),
+    ("predicting_accuracy", {"chapters": ["learning_dynamics"]}, "chapter learning_dynamics trains no runs"),
 ])
 def test_chapter_parameters_are_checked_before_any_work(chapter, params, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -193,13 +197,14 @@ def test_paired_by_seed_refuses_a_seed_measured_twice():
 def test_retrain_budget_sums_the_published_runs_core_time(results_dir):
     import json
 
-    from ssl_src.chapters import capacity_vs_data, resolve_parameters, retrain_budget
+    from ssl_src.chapters import capacity_vs_data, chapter_run_ids, resolve_parameters, retrain_budget
     from ssl_src.store import Run
     from ssl_src.sweep import resolve
 
     empty = retrain_budget("smoke")
     assert (empty.published == 0).all() and (empty.core_hours == 0).all()
-    first = Run(resolve(capacity_vs_data.configs(resolve_parameters(capacity_vs_data.PRESETS, "smoke")))[0].to_dict()).id
+    first = Run(next(cfg for cfg in resolve(capacity_vs_data.configs(resolve_parameters(capacity_vs_data.PRESETS, "smoke")))
+                     if cfg.steps > 0).to_dict()).id
     run_dir = results_dir / "smoke" / "runs" / first
     run_dir.mkdir(parents=True)
     (run_dir / "summary.json").write_text(json.dumps({"run_id": first}))
@@ -208,6 +213,11 @@ def test_retrain_budget_sums_the_published_runs_core_time(results_dir):
     assert budget.loc["capacity_vs_data", "published"] == 1
     assert budget.loc["capacity_vs_data", "core_hours"] == pytest.approx(1.0)  # half an hour on 2 threads
     assert budget.loc["capacity_vs_data", "hours_on_2_cores"] == pytest.approx(0.5)
+    # the fit of accuracy on collapse re-uses the capacity chapter's runs: the whole book trains them once
+    assert budget.loc["predicting_accuracy", "of earlier chapters"] >= budget.loc["capacity_vs_data", "runs"] - 3
+    assert budget.loc["predicting_accuracy", "core_hours"] == pytest.approx(1.0)
+    assert budget.loc["whole book", "core_hours"] == pytest.approx(1.0)
+    assert budget.loc["whole book", "runs"] == len(set().union(*map(set, chapter_run_ids("smoke").values())))
 
 
 def test_data_trends_of_a_capacity_map():
