@@ -108,10 +108,12 @@ def test_the_fit_gathers_every_trained_simsiam_run_of_its_chapters_once():
     from ssl_src.chapters import capacity_vs_data, resolve_parameters
     from ssl_src.sweep import resolve
 
-    p = resolve_parameters(chapter.PRESETS, "smoke")
-    cfgs = chapter.configs(p)
-    keys = [json.dumps(c.to_dict(), sort_keys=True) for c in cfgs]
-    assert len(keys) == len(set(keys)) and all(c.method == "simsiam" and c.steps > 0 for c in cfgs)
+    key = lambda cfg: json.dumps(cfg.to_dict(), sort_keys=True)
     capacity = resolve(capacity_vs_data.configs(resolve_parameters(capacity_vs_data.PRESETS, "smoke")))
-    trained = {json.dumps(c.to_dict(), sort_keys=True) for c in capacity if c.steps > 0}
-    assert trained <= set(keys) and len(keys) > len(trained)  # the search's runs join the capacity chapter's
+    trained = {key(c) for c in capacity if c.steps > 0}
+    by_default = [key(c) for c in chapter.configs(resolve_parameters(chapter.PRESETS, "smoke"))]
+    assert sorted(by_default) == sorted(trained)  # the random-init networks (0 steps) are no SimSiam runs
+    with_search = chapter.configs(resolve_parameters(chapter.PRESETS, "smoke", chapters=["choosing_a_scale", "capacity_vs_data"]))
+    keys = [key(c) for c in with_search]
+    assert len(keys) == len(set(keys)) and all(c.method == "simsiam" and c.steps > 0 for c in with_search)
+    assert trained < set(keys)  # the search's probes join the capacity chapter's runs, each once

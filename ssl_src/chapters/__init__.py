@@ -201,20 +201,22 @@ def retrain_budget(scale: str, cores: int = 2) -> "pd.DataFrame":
     """Per training chapter at its preset: its runs, how many an earlier chapter (in `_toc.yml` order) already
     trains, how many are published, and the time a re-train of the chapter alone takes, estimated from the
     published runs' wall times (core-hours / `cores`: the runs filling the cores, as the sweep runs them); then
-    the whole book, each run counted once."""
+    the whole book, each run counted once, without the runs only a study (`STUDY = True`) trains."""
     import pandas as pd
 
     from ..store import published_run
 
     rows, book = [], {}  # every run id of the book, in first use, with its published run (None if not yet)
-    for name, ids in chapter_run_ids(scale).items():
+    used = chapter_run_ids(scale)
+    for name, ids in used.items():
         published = {i: run for i, run in ((i, published_run(i, scale)) for i in ids) if run.finished()}
         hours = core_hours(list(published.values()))
         rows.append({"chapter": name, "runs": len(ids), "of earlier chapters": sum(i in book for i in ids),
                      "published": len(published), "core_hours": hours, f"hours_on_{cores}_cores": hours / cores})
-        book.update({i: published.get(i) for i in ids if i not in book})
+        if not getattr(chapter_module(name), "STUDY", False):
+            book.update({i: published.get(i) for i in ids if i not in book})
     published = [run for run in book.values() if run is not None]
     hours = core_hours(published)
-    rows.append({"chapter": "whole book", "runs": len(book), "of earlier chapters": 0, "published": len(published),
-                 "core_hours": hours, f"hours_on_{cores}_cores": hours / cores})
+    rows.append({"chapter": "whole book (without studies)", "runs": len(book), "of earlier chapters": 0,
+                 "published": len(published), "core_hours": hours, f"hours_on_{cores}_cores": hours / cores})
     return pd.DataFrame(rows).set_index("chapter")

@@ -96,6 +96,9 @@ PRESETS = {
 # its parameters at DATA_SCALE[scale]; the paper preset exists so a paper-scale book validates it).
 PRESETS["paper"] = PRESETS["quick"]
 DATA_SCALE = {"smoke": "smoke", "quick": "quick", "paper": "quick"}
+# A study, not a chapter of the papers: its probes' cost is its own, outside the book's re-train budget (the
+# runs a chapter shares with it count in the chapter's).
+STUDY = True
 
 SETTING_COLUMNS = ("probe", "arch", "width", "image_size", "pool", "fraction", "epochs", "batch_size", "base_lr",
                    "weight_decay", "warmup_steps", "ordering", "seed")
