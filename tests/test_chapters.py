@@ -297,6 +297,15 @@ def test_a_probe_figure_shows_its_runs_beside_their_counterparts():
     assert len(capacity) == 9 + 6 and set(capacity.arch) == {"resnet18"}  # the map's seed 0 and seeds 1, 2
 
 
+def test_every_chapter_that_trains_nets_runs_at_the_chosen_regime():
+    from ssl_src.chapters import choosing_a_scale as scale_search
+
+    regime, presets = scale_search.REGIME, scale_search.chosen_presets()
+    budget = str(scale_search.steps_of(regime["recipe"]))
+    assert (presets.steps == budget).all() and (presets["epochs of 60k"] == regime["recipe"]["epochs"]).all()
+    assert presets.loc["capacity_vs_data", "width"] == f"{regime['narrow']}, {regime['wide']}"
+    assert presets.loc["capacity_vs_data", "base lr"] == f"{regime['recipe']['base_lr']:g}"
+
 
 def test_the_capacity_chapters_quick_runs_are_the_searchs_own():
     """Two builders make the same runs (capacity_vs_data._config and choosing_a_scale.config): a change to
