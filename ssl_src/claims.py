@@ -38,6 +38,12 @@ def paired_by_seed(left: "pd.Series", right: "pd.Series") -> "pd.Series":
     return (left - right).dropna()
 
 
+def paired_conditions(runs: "pd.DataFrame", metric: str, a: dict, b: dict) -> list[float]:
+    """Per seed, metric of the run matching every column value of `a` minus that of the run matching `b`."""
+    side = lambda cond: runs[np.logical_and.reduce([runs[k] == v for k, v in cond.items()])].set_index("seed")[metric]
+    return paired_by_seed(side(a), side(b)).tolist()
+
+
 def _t_test(d: np.ndarray, against: float, alternative: str) -> float:
     """p of the one-sample t-test of mean(d) against `against` (what scipy.stats.ttest_1samp gives, from
     Student's t distribution directly: the Monte-Carlo test calls it 10^5 times); identical differences

@@ -1,11 +1,15 @@
 """Data orderings of the collapse paper (section 3 of ALGORITHMS.md): every ordering takes exactly the
 same number of SGD steps, and an epoch is always len(full set) // batch steps, whatever data it uses.
 
-A fixed permutation of the training pool is cut into equal chunks (at CPU scale, chunks = epochs):
+A fixed permutation of the training pool is cut into equal chunks, each with its share of the steps, in
+order, never revisited: the paper's 100 chunks of 1 % in 100 epochs give each chunk one epoch of steps; at
+CPU scale the chunk count is a setting of its own (`chunks`), so a short run can still stream through many
+small chunks (0 = one chunk per epoch, trained in that epoch's steps).
 - iid (multiple pass) and subset: shuffled epochs over the whole pool (`subset` is iid on `--subset`);
-- single (continual): epoch e trains only on chunk e, cycled to fill the epoch;
-- cumulative: epoch e trains on chunks 0..e;
-- hybrid: single for the first `switch` fraction of the steps, then iid (optimizer and schedule continue).
+- single (continual): chunk c's share of the steps trains on chunk c only (cycled through it);
+- cumulative: chunk c's share trains on chunks 0..c;
+- hybrid: single for the first `switch` fraction of the steps (to the step), then iid epochs over the pool
+  (optimizer and schedule continue).
 """
 from __future__ import annotations
 
@@ -53,29 +57,38 @@ class Schedule:
         if self.ordering in ("single", "cumulative", "hybrid") and len(self.parts[0]) < self.batch_size:
             raise UserError(f"{self.ordering}: a chunk holds {len(self.parts[0])} images, fewer than the batch "
                             f"size {self.batch_size}; use fewer --chunks or a smaller --batch-size")
+        if self.ordering in ("single", "cumulative", "hybrid") and 0 < self.steps < self.num_chunks:
+            raise UserError(f"{self.ordering}: {self.steps} steps cannot give each of {self.num_chunks} chunks a "
+                            "step; use fewer --chunks or more --steps")
 
-    def epoch_data(self, epoch: int) -> np.ndarray:
-        """The images epoch `epoch` draws its batches from."""
-        parts = self.parts
-        chunk = epoch % len(parts)
+    def chunk_starts(self) -> list[int]:
+        """The first step of each chunk's share, and the budget at the end: one chunk per epoch for chunks = 0,
+        else equal shares of the steps (Python's round: a share's boundary at half a step goes to the even step)."""
+        if not self.num_chunks:
+            return [min(e * self.steps_per_epoch, self.steps) for e in range(self.epochs)] + [self.steps]
+        return [round(c * self.steps / self.num_chunks) for c in range(self.num_chunks + 1)]
+
+    def stretches(self):
+        """(steps, images) of each stretch of training, in order; a stretch's batches are shuffled passes over
+        its images. A generator: a cumulative stretch's growing prefix exists only while it is trained."""
+        pool_epochs = lambda first: ((min(self.steps_per_epoch, self.steps - s), self.pool)
+                                     for s in range(first, self.steps, self.steps_per_epoch))
         if self.ordering in ("iid", "subset"):
-            return self.pool
-        if self.ordering == "single":
-            return parts[chunk]
-        if self.ordering == "cumulative":
-            return np.concatenate(parts[: min(epoch, len(parts) - 1) + 1])
-        single_phase = epoch * self.steps_per_epoch < self.switch * self.steps  # hybrid
-        return parts[chunk] if single_phase else self.pool
+            yield from pool_epochs(0)
+            return
+        starts, parts = self.chunk_starts(), self.parts
+        end = round(self.switch * self.steps) if self.ordering == "hybrid" else self.steps
+        for c, (first, last) in enumerate(zip(starts, starts[1:])):
+            if min(last, end) > first:
+                yield min(last, end) - first, np.concatenate(parts[: c + 1]) if self.ordering == "cumulative" else parts[c]
+        if self.ordering == "hybrid":
+            yield from pool_epochs(end)
 
     def batches(self, seed: int, start_step: int = 0):
-        """Index batches for steps start_step..steps-1: shuffled passes over each epoch's data, cycled."""
+        """Index batches for steps start_step..steps-1: shuffled passes over each stretch's images, cycled."""
         rng = np.random.default_rng(seed)
         step = 0
-        for epoch in range(self.epochs):
-            n_steps = min(self.steps_per_epoch, self.steps - step)
-            if n_steps <= 0:  # a 0-step run (the random-init baseline)
-                return
-            data = self.epoch_data(epoch)
+        for n_steps, data in self.stretches():
             passes = math.ceil(n_steps * self.batch_size / len(data))
             stream = np.concatenate([rng.permutation(data) for _ in range(passes)])
             for b in range(n_steps):

@@ -46,13 +46,28 @@ def results_root() -> Path:
 # and the replay check (`python -m ssl_src replay`) is what catches a change that should have bumped it.
 # 2: features for evaluation and the monitor always in fp32; the weighted kNN (Wu et al.) in the summary.
 TRAINING_SEMANTICS = 2
+# Versions of what one part of training computes, hashed only into the ids of the runs that use it, so a
+# change to it re-trains those runs and keeps every other published run valid. Chunked orderings (single,
+# cumulative, hybrid): 2 = each chunk an equal share of the steps (the chunk count set apart from the
+# epochs), the hybrid switch on its step (single and cumulative with chunks = 0, one per epoch, compute what
+# they did under 1, but share the new version: one rule per ordering).
+PART_SEMANTICS = {"chunked_orderings": 2}
+CHUNKED_ORDERINGS = ("single", "cumulative", "hybrid")
 PUBLISHED_FILES = ("config.json", "metrics.jsonl", "monitor.jsonl", "provenance.json", "summary.json")  # summary last
 
 
+def semantics(config: dict) -> int | dict:
+    """The versions of what a run of `config` computes: TRAINING_SEMANTICS, with the version of each part
+    (PART_SEMANTICS) the run uses."""
+    if config.get("ordering") in CHUNKED_ORDERINGS:
+        return {"training": TRAINING_SEMANTICS, "chunked_orderings": PART_SEMANTICS["chunked_orderings"]}
+    return TRAINING_SEMANTICS
+
+
 def run_id(config: dict) -> str:
-    """12 hex digits of sha256 over the canonical JSON of the config and the training-semantics version
-    (the package version goes into provenance, not into the id)."""
-    canonical = json.dumps({"config": config, "semantics": TRAINING_SEMANTICS}, sort_keys=True, separators=(",", ":"))
+    """12 hex digits of sha256 over the canonical JSON of the config and its semantics versions (the package
+    version goes into provenance, not into the id)."""
+    canonical = json.dumps({"config": config, "semantics": semantics(config)}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
@@ -246,7 +261,7 @@ class Run(StoredRun):
         self.dir.mkdir(parents=True, exist_ok=True)
         for stale in ("summary.json", "metrics.jsonl", "monitor.jsonl", "failed.json", *(p.name for p in self.resume_paths)):
             (self.dir / stale).unlink(missing_ok=True)
-        write_json_atomic(self.dir / "config.json", {"run_id": self.id, "semantics": TRAINING_SEMANTICS, "config": self.config})
+        write_json_atomic(self.dir / "config.json", {"run_id": self.id, "semantics": semantics(self.config), "config": self.config})
 
     def save_checkpoint(self, state: dict) -> None:
         """The newest checkpoint; the previous one is kept, in case this one is ever found unreadable.

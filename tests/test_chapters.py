@@ -308,7 +308,7 @@ def test_every_chapter_that_trains_nets_runs_at_the_chosen_regime():
 
 
 def test_the_capacity_chapters_quick_runs_are_the_searchs_own():
-    """Two builders make the same runs (capacity_vs_data._config and choosing_a_scale.config): a change to
+    """Two builders make the same runs (capacity_vs_data.config and choosing_a_scale.config): a change to
     one that the other does not follow would split the published runs."""
     from ssl_src.chapters import capacity_vs_data, resolve_parameters
     from ssl_src.chapters import choosing_a_scale as scale_search

@@ -41,6 +41,16 @@ def test_run_id_hashes_the_training_semantics_not_the_package_version(monkeypatc
     assert run_id(base) != before
 
 
+def test_a_new_version_of_the_chunked_orderings_changes_only_their_runs_ids(monkeypatch):
+    import ssl_src.store as store
+
+    configs = {o: TrainConfig(ordering=o).to_dict() for o in ("iid", "subset", "single", "cumulative", "hybrid")}
+    before = {o: run_id(c) for o, c in configs.items()}
+    monkeypatch.setitem(store.PART_SEMANTICS, "chunked_orderings", store.PART_SEMANTICS["chunked_orderings"] + 1)
+    changed = {o for o, c in configs.items() if run_id(c) != before[o]}
+    assert changed == {"single", "cumulative", "hybrid"}
+
+
 def finished_run(root, config: dict, summary: dict):
     from ssl_src.store import Run
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from ..augment import IMAGENET, GREY_SMALL
-from ..claims import claim, paired_by_seed
+from ..claims import claim, paired_conditions
 from ..sweep import resolve, run_summaries
 from ..config import TrainConfig
 from . import PRECISION
@@ -41,21 +41,23 @@ PAPER = {
 }
 
 
-def _config(p: dict, arch: str, width: int, subset: float, seed: int, steps: int) -> TrainConfig:
+def config(p: dict, arch: str, width: int, subset: float, seed: int, steps: int, **ordering) -> TrainConfig:
+    """One SimSiam run of the preset's recipe (`ordering`: the data-ordering chapter's ordering, chunks, switch)."""
     return TrainConfig(
         method="simsiam", arch=arch, width=width, stem="imagenet" if p["dataset"] == "imagenet" else "cifar",
         dataset=p["dataset"], image_size=p["image_size"], subset=subset, steps=steps, batch_size=p["batch_size"],
         seed=seed, base_lr=p["lr"], weight_decay=p["weight_decay"], warmup_steps=p["warmup_steps"],
         proj_layers=p["proj_layers"], bn_views=p["bn_views"], augment=IMAGENET if p["dataset"] == "imagenet" else GREY_SMALL,
         eval_train_images=p["eval_train_images"], eval_test_images=p["eval_test_images"], precision=PRECISION[p["scale"]],
+        **ordering,
     )
 
 
 def configs(p: dict) -> list[TrainConfig]:
     """Every run of the chapter: per (arch, width, seed) the random-init network (0 steps), then every subset."""
     return [cfg for arch in p["archs"] for width in p["widths"] for seed in p["seeds"]
-            for cfg in [_config(p, arch, width, 1.0, seed, 0)]
-            + [_config(p, arch, width, subset, seed, p["steps"]) for subset in p["subsets"]]]
+            for cfg in [config(p, arch, width, 1.0, seed, 0)]
+            + [config(p, arch, width, subset, seed, p["steps"]) for subset in p["subsets"]]]
 
 
 def check(p: dict) -> None:
@@ -75,12 +77,6 @@ def paper_auc_rise(small: float, large: float) -> float | None:
     return auc[large] - auc[small] if small in auc and large in auc else None
 
 
-def _paired(df: pd.DataFrame, metric: str, a: dict, b: dict) -> list[float]:
-    """Per-seed metric(a) - metric(b), for the seeds both conditions have."""
-    sel = lambda cond: df[np.logical_and.reduce([df[k] == v for k, v in cond.items()])].set_index("seed")[metric]
-    return paired_by_seed(sel(a), sel(b)).tolist()
-
-
 def claims(df: pd.DataFrame, p: dict) -> list[dict]:
     trained = df[df.kind == "trained"]
     subsets = sorted(p["subsets"])
@@ -93,7 +89,7 @@ def claims(df: pd.DataFrame, p: dict) -> list[dict]:
               f"At an equal step budget, {arch} collapses more (higher AUC) on the full data than on a small subset.",
               f"AUC {PAPER['auc_by_subset'][0.01]:.2f} at 1 % -> {PAPER['auc_by_subset'][1.0]:.2f} at 100 % "
               f"({PAPER['auc_source']})",
-              _paired(trained, "auc", dict(base, subset=largest), dict(base, subset=smallest)), direction=+1,
+              paired_conditions(trained, "auc", dict(base, subset=largest), dict(base, subset=smallest)), direction=+1,
               paper_effect=paper_auc_rise(smallest, largest),
               what=f"AUC(subset {largest:g}) - AUC(subset {smallest:g}), paired by seed"),
         claim("accuracy_drops_with_data",
@@ -101,7 +97,7 @@ def claims(df: pd.DataFrame, p: dict) -> list[dict]:
               "intermediate subset (relative under-parameterisation).",
               "ResNet-18 accuracy peaks at an intermediate ImageNet subset and falls at 100 % "
               f"({PAPER['linear_r18_full']} % linear; Fig. 10, Table 2)",
-              _paired(trained, "weighted_knn_acc", dict(base, subset=largest), dict(base, subset=middle)),
+              paired_conditions(trained, "weighted_knn_acc", dict(base, subset=largest), dict(base, subset=middle)),
               direction=-1, what=f"weighted kNN acc(subset {largest:g}) - weighted kNN acc(subset {middle:g}), "
                                  "paired by seed (the paper gives no number for this drop)"),
     ]
@@ -111,7 +107,7 @@ def claims(df: pd.DataFrame, p: dict) -> list[dict]:
             "ResNet-34 (same width, more depth) collapses more than ResNet-18 on the full data.",
             f"ResNet-34 spectra more collapsed (supplement Fig. 1); {PAPER['linear_r34_full']} % vs "
             f"{PAPER['linear_r18_full']} % linear",
-            _paired(trained, "auc", dict(arch="resnet34", width=width, subset=largest),
+            paired_conditions(trained, "auc", dict(arch="resnet34", width=width, subset=largest),
                     dict(arch="resnet18", width=width, subset=largest)),
             direction=+1, what="AUC(resnet34) - AUC(resnet18) on the largest subset, paired by seed "
                                "(the paper gives no number for this difference)"))

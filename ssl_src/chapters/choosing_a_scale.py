@@ -68,9 +68,10 @@ PROBES = {
         "on the whole pool, 3 seeds (the ResNet-18 runs: capacity map and seeds).",
         grid(RECIPE_V1, arch=["resnet34"], width=[4], seed=[0, 1, 2]), axes=("arch", "seed")),
     "ordering": Probe(
-        "Does single-pass training (each fifth of the pool for one epoch's steps: a chunk per epoch, as the "
-        "authors' 100 chunks in 100 epochs) collapse the narrow net less than multiple passes (Fig. 14)?",
-        grid(RECIPE_V1, width=[4], ordering=["single"], seed=[0, 1, 2]), axes=("ordering", "seed")),
+        "Does single-pass training (the pool cut into the authors' 100 chunks of 1 %, each trained for its "
+        "share of the steps and never again) collapse the narrow net less than multiple passes (Fig. 14)? "
+        "The data-ordering chapter's single-pass runs.",
+        grid(dict(RECIPE_V1, chunks=100), width=[4], ordering=["single"], seed=[0, 1, 2]), axes=("ordering", "seed")),
     "seeds": Probe(
         "Seeds 1 and 2 of the narrow net's column of the capacity map: three seeds for signatures (a) and (b).",
         grid(RECIPE_V1, width=[4], fraction=[0.01, 0.1, 1.0], seed=[1, 2]), figure="none"),
@@ -115,17 +116,19 @@ def _shrunk(setting: dict, p: dict) -> dict:
 
 
 def config(setting: dict, p: dict) -> TrainConfig:
-    """A setting's SimSiam run. Orderings other than iid cut the pool into one chunk per epoch of the budget
-    (the schedule's epoch is a whole number of steps, so a budget of 5 epochs ends 4 steps into a 6th)."""
+    """A setting's SimSiam run. Orderings other than iid cut the pool into the setting's `chunks`, by default
+    one per epoch of the budget; a hybrid switches to iid at its `switch` fraction of the steps."""
     s = _shrunk(setting, p)
     steps = min(steps_of(s), p["steps"]) if p["steps"] else steps_of(s)
-    chunks = max(1, round(s["epochs"])) if s["ordering"] != "iid" else 0
+    # no more chunks than steps (the smoke preset's cap), so each chunk gets a step
+    chunks = min(s.get("chunks", max(1, round(s["epochs"]))), max(1, steps)) if s["ordering"] != "iid" else 0
     return TrainConfig(
         method="simsiam", arch=s["arch"], width=s["width"], dataset="fashion_mnist", image_size=s["image_size"],
-        subset=s["pool"] * s["fraction"], ordering=s["ordering"], chunks=chunks, steps=steps, batch_size=s["batch_size"],
-        seed=s["seed"], base_lr=s["base_lr"], weight_decay=s["weight_decay"], warmup_steps=s["warmup_steps"],
-        proj_layers=2, bn_views="joint", augment=GREY_SMALL, eval_train_images=p["eval_train_images"],
-        eval_test_images=p["eval_test_images"], precision=PRECISION[p["scale"]])
+        subset=s["pool"] * s["fraction"], ordering=s["ordering"], chunks=chunks,
+        switch=s.get("switch", 0.4) if s["ordering"] == "hybrid" else 0.4,
+        steps=steps, batch_size=s["batch_size"], seed=s["seed"], base_lr=s["base_lr"], weight_decay=s["weight_decay"],
+        warmup_steps=s["warmup_steps"], proj_layers=2, bn_views="joint", augment=GREY_SMALL,
+        eval_train_images=p["eval_train_images"], eval_test_images=p["eval_test_images"], precision=PRECISION[p["scale"]])
 
 
 def settings(p: dict) -> list[dict]:
@@ -376,10 +379,10 @@ def budget_to_beat_raw_pixels(table: pd.DataFrame, regime: dict, p: dict) -> dic
 def chosen_presets() -> pd.DataFrame:
     """What each chapter that trains nets runs at the quick scale, read from its own configs: the presets
     this search chose (the Li et al. chapters train at the regime, the Tian et al. ones at its budget)."""
-    from . import capacity_vs_data, directpred, eigenspace_alignment, resolve_parameters
+    from . import capacity_vs_data, data_ordering, directpred, eigenspace_alignment, resolve_parameters
 
     rows = {}
-    for module in (capacity_vs_data, eigenspace_alignment, directpred):
+    for module in (capacity_vs_data, data_ordering, eigenspace_alignment, directpred):
         cfgs = module.configs(resolve_parameters(module.PRESETS, "quick"))
         trained = [c for c in cfgs if c.steps > 0]
         values = lambda field: ", ".join(f"{v:g}" if isinstance(v, float) else str(v)

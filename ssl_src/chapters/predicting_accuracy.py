@@ -30,7 +30,7 @@ PAPER = {
     "source": "Fig. 12: SimSiam runs on ImageNet subsets and orderings (the paper does not list them)",
 }
 # The chapters with SimSiam runs (the search for a scale is a study: its probes are not re-trained with the book).
-BOOK_CHAPTERS = ("capacity_vs_data",)
+BOOK_CHAPTERS = ("capacity_vs_data", "data_ordering")
 ROWS = ["R²", "leave-one-out R²", "Pearson's r", "Spearman's ρ", "AUC coeff.", "Train loss coeff.", "intercept", "runs"]
 COEFFICIENT_ROW = {"auc": "AUC coeff.", "loss": "Train loss coeff."}
 
@@ -139,11 +139,15 @@ def fit_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(columns).reindex(ROWS)
 
 
+def one_net(df: pd.DataFrame, p: dict) -> pd.DataFrame:
+    """The runs of one network (`within_arch` at `within_width`), where only the data, ordering and budget vary."""
+    return df[(df.arch == p["within_arch"]) & (df.width == p["within_width"])]
+
+
 def scopes(df: pd.DataFrame, p: dict) -> dict[str, pd.DataFrame]:
     """The runs each fit is made on: all of them (across architectures, widths, data, orderings, budgets), and
-    those of one network (`within_arch` at `within_width`), where only the data, ordering and budget vary."""
-    one_net = df[(df.arch == p["within_arch"]) & (df.width == p["within_width"])]
-    return {"every run": df, f"{p['within_arch']} at width {p['within_width']} only": one_net}
+    those of one network."""
+    return {"every run": df, f"{p['within_arch']} at width {p['within_width']} only": one_net(df, p)}
 
 
 def early_warning(df: pd.DataFrame, fractions: list[float]) -> pd.DataFrame:
@@ -182,11 +186,15 @@ def per_seed_fits(df: pd.DataFrame) -> dict[int, dict[str, dict]]:
 def claims(df: pd.DataFrame) -> list[dict]:
     """The paper's reading of Fig. 12 as claims, each judged on per-seed fits (a seed's runs of the conditions
     every seed has are one replicate): the out-of-sample R² of the joint model above each single one, and the
-    signs of its coefficients. Leave-one-out R², since in-sample R² never falls when a feature is added."""
+    signs of its coefficients. Leave-one-out R², since in-sample R² never falls when a feature is added; a seed
+    whose leave-one-out R² is undefined (a run that alone decides a coefficient) is left out of the R² claims.
+    The coefficients are judged on their sign only: in points per unit of AUC or loss, their size depends on
+    how far AUC and loss vary at a scale."""
     fits = per_seed_fits(df)
     enough = (len(fits) >= 3, f"at least 3 seeds with more than {len(MODELS['both']) + 1} runs of shared conditions "
                               f"({len(fits)} have)")
-    loo_gain = lambda single: [f["both"]["loo_r2"] - f[single]["loo_r2"] for f in fits.values()]
+    loo_gain = lambda single: [g for g in (f["both"]["loo_r2"] - f[single]["loo_r2"] for f in fits.values())
+                               if np.isfinite(g)]
     paper = PAPER["both"]
     return [
         claim("both_beat_auc", "Accuracy is predicted better from AUC and loss together than from AUC alone.",
@@ -199,10 +207,10 @@ def claims(df: pd.DataFrame) -> list[dict]:
               what="leave-one-out R²(both) - R²(loss only), per seed (the paper's: in-sample)"),
         claim("more_collapse_less_accuracy", "In the joint model, a higher AUC (more collapse) predicts a lower accuracy.",
               f"AUC coefficient {paper['AUC coeff.']} (accuracy points per unit of AUC)",
-              [f["both"]["coefficients"][0] for f in fits.values()], -1, paper_effect=-paper["AUC coeff."],
-              precondition=enough, what="AUC coefficient of the joint model (points per unit AUC), per seed"),
+              [f["both"]["coefficients"][0] for f in fits.values()], -1, precondition=enough,
+              what="AUC coefficient of the joint model (points per unit AUC), per seed"),
         claim("lower_loss_more_accuracy", "In the joint model, a lower training loss predicts a higher accuracy.",
               f"train-loss coefficient {paper['Train loss coeff.']} (accuracy points per unit of loss)",
-              [f["both"]["coefficients"][1] for f in fits.values()], -1, paper_effect=-paper["Train loss coeff."],
-              precondition=enough, what="loss coefficient of the joint model (points per unit loss), per seed"),
+              [f["both"]["coefficients"][1] for f in fits.values()], -1, precondition=enough,
+              what="loss coefficient of the joint model (points per unit loss), per seed"),
     ]
