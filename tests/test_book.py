@@ -91,3 +91,13 @@ def test_a_second_book_build_of_a_scale_waits_for_the_first(monkeypatch, capsys)
     thread.join(5)
     assert events == ["first build ends", "build smoke"]
     assert "another book build of the smoke scale is running here; waiting" in capsys.readouterr().err
+
+
+def test_no_notebook_has_tex_eaten_by_a_python_escape():
+    """"\\times" written in a Python string without r"" becomes a tab and "imes", "\\frac" a form feed and "rac"."""
+    damaged = []
+    for path in sorted((REPO_ROOT / "book").glob("*.ipynb")):
+        for i, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            if cell.cell_type == "markdown" and re.search(r"[\x07\x08\x0b\x0c\r]|\t[a-z]", cell.source):
+                damaged.append(f"{path.name} cell {i}")
+    assert damaged == []
