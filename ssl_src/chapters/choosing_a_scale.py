@@ -19,7 +19,7 @@ from ..claims import paired_by_seed
 from ..store import find_run
 from ..sweep import resolve, run_summaries
 from ..config import TrainConfig
-from . import LEARNED_MARGIN, PRECISION, beats_random_init
+from . import LEARNED_MARGIN, PRECISION, beats_random_init, learned_features
 
 FASHION_MNIST_TRAIN = 60_000
 
@@ -303,9 +303,7 @@ def signature_claims(table: pd.DataFrame, regime: dict, p: dict) -> list[dict]:
     rise = lambda s: paired(table, at(s, fraction=large), at(s, fraction=small), "auc")
     narrow_rise, wide_rise = rise(narrow), rise(wide)
     return [
-        claim("beats_raw_pixels", f"Learned features: {name(full)} beats the raw pixels' weighted kNN by more "
-              f"than {LEARNED_MARGIN:g} points.", "(a condition of this book, not a claim of the paper)",
-              runs_at(table, full, "above_raw_pixels").dropna() - LEARNED_MARGIN, +1, f"weighted kNN - raw pixels - {LEARNED_MARGIN:g} points"),
+        learned_features(name(full), "raw_pixels", "the raw pixels", runs_at(table, full, "above_raw_pixels").dropna().tolist()),
         beats_random_init(name(full), runs_at(table, full, "above_random_init").dropna().tolist()),
         claim("a_narrow_auc_rises_with_data", f"(a) At an equal step budget, {name(narrow)} collapses more (higher "
               f"AUC) on {large:g} of the pool than on {small:g}.", "ResNet-18 AUC 0.61 at 1 % -> 0.86 at 100 % of "
