@@ -41,16 +41,17 @@ PAPER = {
 }
 
 
-def config(p: dict, arch: str, width: int, subset: float, seed: int, steps: int, **ordering) -> TrainConfig:
-    """One SimSiam run of the preset's recipe (`ordering`: the data-ordering chapter's ordering, chunks, switch)."""
-    return TrainConfig(
+def config(p: dict, arch: str, width: int, subset: float, seed: int, steps: int, **overrides) -> TrainConfig:
+    """One SimSiam run of the preset's recipe; `overrides` replace its fields (the data-ordering chapter's
+    ordering, chunks and switch; the other-methods chapter's method and its options)."""
+    recipe = dict(
         method="simsiam", arch=arch, width=width, stem="imagenet" if p["dataset"] == "imagenet" else "cifar",
         dataset=p["dataset"], image_size=p["image_size"], subset=subset, steps=steps, batch_size=p["batch_size"],
         seed=seed, base_lr=p["lr"], weight_decay=p["weight_decay"], warmup_steps=p["warmup_steps"],
         proj_layers=p["proj_layers"], bn_views=p["bn_views"], augment=IMAGENET if p["dataset"] == "imagenet" else GREY_SMALL,
         eval_train_images=p["eval_train_images"], eval_test_images=p["eval_test_images"], precision=PRECISION[p["scale"]],
-        **ordering,
     )
+    return TrainConfig(**dict(recipe, **overrides))
 
 
 def configs(p: dict) -> list[TrainConfig]:
