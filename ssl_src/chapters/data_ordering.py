@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..claims import claim, paired_by_seed, paired_conditions
+from ..claims import claim, paired_conditions
 from ..errors import UserError
 from ..orderings import ORDERINGS
 from ..store import find_run
@@ -121,10 +121,9 @@ def claims(runs: pd.DataFrame, p: dict) -> list[dict]:
     narrow, wide = net_name(p, "narrow"), net_name(p, "wide")
     r18 = PAPER["resnet18"]
     gain = lambda a, b: r18[a] - r18[b]
-    trained = runs[(runs.part == "table") & (runs.net == "narrow") & (runs.ordering == "iid")].set_index("seed")
-    random_init = runs[(runs.part == "random init") & (runs.net == "narrow")].set_index("seed")
-    out = [beats_random_init(f"the {narrow} net (multiple pass)",
-                             (100 * paired_by_seed(trained.weighted_knn_acc, random_init.weighted_knn_acc)).tolist())]
+    above_random_init = paired_conditions(runs, "weighted_knn_acc", dict(part="table", net="narrow", ordering="iid"),
+                                          dict(part="random init", net="narrow"))
+    out = [beats_random_init(f"the {narrow} net (multiple pass)", [100 * d for d in above_random_init])]
     narrow_claims = [
         ("single_beats_multiple", "single", "iid", "Single pass is more accurate than multiple passes for the small net."),
         ("cumulative_beats_multiple", "cumulative", "iid", "Cumulative is more accurate than multiple passes for the small net."),

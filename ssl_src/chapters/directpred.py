@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..augment import GREY_SMALL
-from ..claims import claim, paired_by_seed
+from ..claims import claim, paired_by_seed, paired_conditions
 from ..errors import UserError
 from ..sweep import resolve, run_summaries
 from ..config import TrainConfig
@@ -82,7 +82,7 @@ def run_all(p: dict, progress: bool = True) -> pd.DataFrame:
 
 
 def _paired(runs: pd.DataFrame, metric: str, a: str, b: str) -> list[float]:
-    return paired_by_seed(*(runs[runs.variant == v].set_index("seed")[metric] for v in (a, b))).tolist()
+    return paired_conditions(runs, metric, dict(variant=a), dict(variant=b))
 
 
 def above_random_init(runs: pd.DataFrame, variants: list[str], margin: float) -> tuple[bool, str]:
