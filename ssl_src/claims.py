@@ -38,10 +38,14 @@ def paired_by_seed(left: "pd.Series", right: "pd.Series") -> "pd.Series":
     return (left - right).dropna()
 
 
+def condition_by_seed(runs: "pd.DataFrame", metric: str, condition: dict) -> "pd.Series":
+    """Metric per seed of the runs matching every column value of `condition`."""
+    return runs[np.logical_and.reduce([runs[k] == v for k, v in condition.items()])].set_index("seed")[metric]
+
+
 def paired_conditions(runs: "pd.DataFrame", metric: str, a: dict, b: dict) -> list[float]:
     """Per seed, metric of the run matching every column value of `a` minus that of the run matching `b`."""
-    side = lambda cond: runs[np.logical_and.reduce([runs[k] == v for k, v in cond.items()])].set_index("seed")[metric]
-    return paired_by_seed(side(a), side(b)).tolist()
+    return paired_by_seed(condition_by_seed(runs, metric, a), condition_by_seed(runs, metric, b)).tolist()
 
 
 def _t_test(d: np.ndarray, against: float, alternative: str) -> float:

@@ -3,6 +3,7 @@ its provenance (the notebooks call these; they read runs through the store, neve
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,7 @@ from .claims import describe
 from .store import find_run
 from .sweep import describe_source
 
+NOT_MEASURED = "not measured (left out by the parameters)"
 # The accuracies a trained chapter reports, and how each is computed (the tables say which one they show).
 ACCURACIES = {
     "weighted_knn_acc": "weighted kNN (Wu et al.: k = 200, T = 0.1, cosine)",
@@ -34,12 +36,14 @@ def parameter_table(p: dict) -> pd.DataFrame:
     return pd.Series({k: str(v) for k, v in p.items()}, name="value").to_frame()
 
 
-def glue_verdicts(claims: list[dict]) -> None:
-    """Each claim's verdict as `verdict_<id>`, for the chapter's prose."""
+def glue_verdicts(claims: list[dict], expected: Sequence[str] = ()) -> None:
+    """Each claim's verdict as `verdict_<id>`, for the chapter's prose; an `expected` id without a claim (its
+    conditions left out of the parameters) reads "not measured", so the prose still renders."""
     from myst_nb import glue
 
-    for c in claims:
-        glue(f"verdict_{c['id']}", c["verdict"], display=False)
+    verdicts = {c["id"]: c["verdict"] for c in claims}
+    for claim_id in dict.fromkeys([*verdicts, *expected]):
+        glue(f"verdict_{claim_id}", verdicts.get(claim_id, NOT_MEASURED), display=False)
 
 
 def source_line(cfgs: list, scale: str):
@@ -90,3 +94,47 @@ def provenance(results_path: Path, run_ids: list[str], scale: str) -> pd.DataFra
         "precision": distinct("precision"), "torch": distinct("torch_version"), "trained at commit(s)": distinct("git_commit"),
         "training wall time, sum (h)": round(sum(r["wall_seconds"] for r in runs) / 3600, 2),
         "chapter wall time (s)": round(prov["wall_seconds"], 1)}, name="").to_frame()
+
+
+def spectrum_figure(curves: list[tuple[str, "pd.Series"]], dashed: tuple[str, ...] = ("random init",)):
+    """The collapse paper's two views of a representation's singular values, one curve per (label, run row):
+    log(sigma_i / sigma_1) against i / d (a collapsed representation falls off a cliff) and the cumulative
+    curve C_j whose mean is the AUC (Fig. 11). Runs of different d share the normalised index."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for label, row in curves:
+        sigma = np.asarray(row["singular_values"])
+        index = np.arange(1, len(sigma) + 1) / len(sigma)
+        style = dict(ls="--", c="grey") if label in dashed else {}
+        axes[0].plot(index, np.log(np.maximum(sigma / sigma[0], 1e-12)), label=f"{label} (AUC {row['auc']:.3f})", **style)
+        axes[1].plot(index, np.cumsum(sigma) / sigma.sum(), label=label, **style)
+    axes[0].set_xlabel("i / d"); axes[0].set_ylabel("log σ_i / σ_1"); axes[0].set_ylim(bottom=-12)
+    axes[1].set_xlabel("j / d"); axes[1].set_ylabel("cumulative C_j")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+MONITOR_METRICS = {"auc": "AUC (higher = more collapsed)", "effective_rank_fraction": "effective rank / d",
+                   "monitor_knn": "monitor weighted kNN (k = 20)"}
+
+
+def curves_figure(curves: pd.DataFrame, group: str, metrics: tuple[str, ...] = ("auc", "monitor_knn")):
+    """Collapse over training (`chapters.monitor_curves`): one panel per metric, one line per value of `group`
+    (the mean over its seeds, with their range shaded where there are several)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.6), sharex=True, squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for name, g in curves.groupby(group, sort=False):
+            per_step = g.groupby("step")[metric]
+            mean = per_step.mean()
+            (line,) = ax.plot(mean.index, mean.values, label=name)
+            if per_step.count().max() > 1:
+                ax.fill_between(mean.index, per_step.min(), per_step.max(), color=line.get_color(), alpha=0.15, lw=0)
+        ax.set_xlabel("step"); ax.set_ylabel(MONITOR_METRICS.get(metric, metric))
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -101,3 +101,18 @@ def test_no_notebook_has_tex_eaten_by_a_python_escape():
             if cell.cell_type == "markdown" and re.search(r"[\x07\x08\x0b\x0c\r]|\t[a-z]", cell.source):
                 damaged.append(f"{path.name} cell {i}")
     assert damaged == []
+
+
+def test_every_parameter_of_every_notebook_parses_with_its_help():
+    """papermill reads a parameter's help from its comment (`--help-notebook`) and gives up on a line whose
+    comment holds an "=": every assignment of every parameters cell must come back as a parameter."""
+    from papermill.translators import PythonTranslator
+
+    unparsed = []
+    for path in sorted((REPO_ROOT / "book").glob("*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if "parameters" in cell.metadata.get("tags", []):
+                assigned = [line.split("=")[0].strip() for line in cell.source.splitlines() if re.match(r"\w+ = ", line)]
+                parsed = [p.name for p in PythonTranslator.inspect(cell)]
+                unparsed += [f"{path.name}: {name}" for name in assigned if name not in parsed]
+    assert unparsed == []

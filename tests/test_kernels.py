@@ -19,7 +19,8 @@ from ssl_src.kernel_probe import ConvCase, failure_table, probe, routed
 from ssl_src.models import build_backbone, to_device_layout
 
 x86 = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="oneDNN's AVX2 kernels exist on x86 only")
-TRAINING_CHAPTERS = ("capacity_vs_data", "data_ordering", "eigenspace_alignment", "directpred", "performance")
+TRAINING_CHAPTERS = ("capacity_vs_data", "width_vs_depth", "data_ordering", "other_methods", "eigenspace_alignment", "directpred",
+                     "performance")
 
 
 def nets_of(module, p: dict) -> list:

@@ -18,3 +18,10 @@ def test_parameters_come_from_the_notebooks_own_names():
 def test_parameter_table_has_one_row_per_parameter():
     table = report.parameter_table({"seeds": [0, 1], "scale": "smoke"})
     assert table.loc["seeds", "value"] == "[0, 1]" and len(table) == 2
+
+
+def test_a_verdict_left_out_by_the_parameters_reads_not_measured(monkeypatch):
+    glued = {}
+    monkeypatch.setattr("myst_nb.glue", lambda name, value, display=True: glued.__setitem__(name, value))
+    report.glue_verdicts([{"id": "a", "verdict": "reproduced"}], expected=("a", "b"))
+    assert glued == {"verdict_a": "reproduced", "verdict_b": report.NOT_MEASURED}

@@ -171,6 +171,24 @@ def write_chapter_results(chapter: str, params: dict, claims: list[dict], runs: 
     return path
 
 
+def monitor_curves(runs: "pd.DataFrame", scale: str, by: Sequence[str]) -> "pd.DataFrame":
+    """The live monitor of every run in `runs` (one row per run, with a `run_id`), one row per monitored step:
+    the run's `by` columns, the step, the AUC, the effective rank as a fraction of d and the monitor's weighted
+    kNN (k = 20) on its small probe set (collapse over training, the paper's Fig. 14)."""
+    import numpy as np
+    import pandas as pd
+
+    from ..store import find_run
+
+    rows = []
+    for run in runs.to_dict("records"):
+        for record in find_run(run["run_id"], scale).monitor():
+            rows.append({**{k: run[k] for k in by}, "step": record["step"], "auc": record["auc"],
+                         "effective_rank_fraction": record["effective_rank_fraction"],
+                         "monitor_knn": record.get("weighted_knn20_acc", np.nan)})
+    return pd.DataFrame(rows, columns=[*by, "step", "auc", "effective_rank_fraction", "monitor_knn"])
+
+
 def chapter_run_ids(scale: str) -> dict[str, list[str]]:
     """The run ids every training chapter uses at its preset for `scale`, in `_toc.yml` order."""
     from ..book import chapter_names

@@ -375,12 +375,14 @@ def budget_to_beat_raw_pixels(table: pd.DataFrame, regime: dict, p: dict) -> dic
 
 
 def chosen_presets() -> pd.DataFrame:
-    """What each chapter that trains nets runs at the quick scale, read from its own configs: the presets
-    this search chose (the Li et al. chapters train at the regime, the Tian et al. ones at its budget)."""
-    from . import capacity_vs_data, data_ordering, directpred, eigenspace_alignment, resolve_parameters
+    """What each chapter of the book that trains nets runs at the quick scale, read from its own configs: the
+    presets this search chose (the Li et al. chapters train at the regime, the Tian et al. ones at its budget)."""
+    from ..book import chapter_names
+    from . import chapter_module, resolve_parameters
 
     rows = {}
-    for module in (capacity_vs_data, data_ordering, eigenspace_alignment, directpred):
+    modules = [chapter_module(name) for name in chapter_names()]
+    for module in [m for m in modules if hasattr(m, "configs") and not getattr(m, "STUDY", False)]:
         cfgs = module.configs(resolve_parameters(module.PRESETS, "quick"))
         trained = [c for c in cfgs if c.steps > 0]
         values = lambda field: ", ".join(f"{v:g}" if isinstance(v, float) else str(v)

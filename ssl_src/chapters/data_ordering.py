@@ -13,10 +13,9 @@ import pandas as pd
 from ..claims import claim, paired_conditions
 from ..errors import UserError
 from ..orderings import ORDERINGS
-from ..store import find_run
 from ..sweep import resolve, run_summaries
 from ..config import TrainConfig
-from . import beats_random_init
+from . import beats_random_init, monitor_curves
 from . import capacity_vs_data as capacity
 from .choosing_a_scale import REGIME
 
@@ -152,12 +151,8 @@ def claims(runs: pd.DataFrame, p: dict) -> list[dict]:
 def collapse_over_training(runs: pd.DataFrame, p: dict, net: str = "narrow") -> pd.DataFrame:
     """Fig. 14: the live monitor's AUC and small weighted kNN at each measured step, per ordering and seed,
     for `net` (narrow or wide)."""
-    rows = []
-    for run in runs[(runs.part == "table") & (runs.net == net)].itertuples():
-        for record in find_run(run.run_id, p["scale"]).monitor():
-            rows.append({"ordering": NAMES[run.ordering], "seed": run.seed, "step": record["step"],
-                         "auc": record["auc"], "monitor_knn": record.get("weighted_knn20_acc", np.nan)})
-    return pd.DataFrame(rows)
+    table = runs[(runs.part == "table") & (runs.net == net)]
+    return monitor_curves(table.assign(ordering=table.ordering.map(NAMES)), p["scale"], ["ordering", "seed"])
 
 
 def switch_sweep(runs: pd.DataFrame, p: dict) -> pd.DataFrame:
