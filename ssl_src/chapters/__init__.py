@@ -88,7 +88,10 @@ def chapter_runs(chapter: str, scale: str, given: dict, *, jobs: int | None = No
         raise UserError(f"chapter {chapter} trains no stored runs")
     params = resolve_parameters(module.PRESETS, scale, **given)
     module.check(params)
-    return run_summaries(module.configs(params), scale, jobs=jobs, retrain=retrain, progress=progress)
+    # a chapter whose runs read other runs (a distilled student, its teacher) trains them in stages
+    stages = module.stages(params) if hasattr(module, "stages") else [module.configs(params)]
+    return [summary for stage in stages
+            for summary in run_summaries(stage, scale, jobs=jobs, retrain=retrain, progress=progress)]
 
 
 def published_json(scale: str, name: str, compute) -> dict:
