@@ -120,6 +120,13 @@ def deterministic_check(check_id: str, statement: str, reference: str, value: fl
             "statistic": {"value": value, "what": what}, "verdict": verdict}
 
 
+def mean_sd(values: "pd.Series", scale: float = 100.0, digits: int = 1) -> str:
+    """'mean ± sd' over seeds of a table cell (the mean alone for one seed), values multiplied by `scale`
+    (100: accuracy in %)."""
+    mean = f"{scale * values.mean():.{digits}f}"
+    return f"{mean} ± {scale * values.std(ddof=1):.{digits}f}" if len(values) > 1 else mean
+
+
 def describe(entry: dict, scale: float = 1.0, unit: str = "") -> str:
     """One line for a chapter's table: mean difference, 95 % interval, p, n and the fraction of the paper's
     effect (values multiplied by `scale`, e.g. 100 for accuracy points)."""

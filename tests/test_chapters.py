@@ -218,6 +218,11 @@ def test_retrain_budget_sums_the_published_runs_core_time(results_dir):
     assert budget.loc["predicting_accuracy", "core_hours"] == pytest.approx(1.0)
     book = budget.loc["whole book (without studies)"]
     assert book.core_hours == pytest.approx(1.0)
+    assert not budget.over_budget.any() and book["budget (h)"] == 8.0
+    assert pd.isna(budget.loc["choosing_a_scale", "budget (h)"])  # a study: its probes have no budget
+    (run_dir / "provenance.json").write_text(json.dumps({"wall_seconds": 3 * 3600, "machine": {"torch_threads": 2}}))
+    over = retrain_budget("smoke", cores=2).over_budget
+    assert over["capacity_vs_data"] and over["predicting_accuracy"] and not over["choosing_a_scale"]
     used = chapter_run_ids("smoke")
     assert book.runs == len(set().union(*(ids for name, ids in used.items() if name != "choosing_a_scale")))
     assert book.runs < len(set().union(*used.values()))  # the search's own probes are not in the book's budget

@@ -92,3 +92,12 @@ def test_deterministic_check(holds, verdict):
     c = deterministic_check("x", "statement", "reference", 0.5, holds, "value = 0.5")
     assert c["verdict"] == verdict and c["kind"] == "check" and c["statistic"]["value"] == 0.5
     assert c["verdict"] in CHECK_VERDICTS and "reproduced" not in c["verdict"]
+
+
+def test_mean_sd_is_the_mean_and_sample_sd_over_seeds():
+    import pandas as pd
+
+    from ssl_src.claims import mean_sd
+
+    assert mean_sd(pd.Series([0.70, 0.72, 0.74])) == "72.0 ± 2.0"
+    assert mean_sd(pd.Series([0.8123]), 1, 3) == "0.812"  # one seed: no spread to show

@@ -25,6 +25,9 @@ PRECISION = {"smoke": "fp32", "quick": "fp32", "paper": "auto"}
 # Points of weighted kNN accuracy by which a trained net must beat its random-init network (and, in the
 # search for a scale, the raw pixels) before its features count as learned.
 LEARNED_MARGIN = 3.0
+# The book's re-train budget on a 2-core CPU (hours), chosen in "Choosing a scale": a chapter's runs, and the
+# whole book's without the studies.
+CHAPTER_BUDGET_HOURS, BOOK_BUDGET_HOURS = 2.0, 8.0
 
 
 def resolve_parameters(presets: dict, scale: str, **given) -> dict:
@@ -227,7 +230,8 @@ def retrain_budget(scale: str, cores: int = 2) -> "pd.DataFrame":
     """Per training chapter at its preset: its runs, how many an earlier chapter (in `_toc.yml` order) already
     trains, how many are published, and the time a re-train of the chapter alone takes, estimated from the
     published runs' wall times (core-hours / `cores`: the runs filling the cores, as the sweep runs them); then
-    the whole book, each run counted once, without the runs only a study (`STUDY = True`) trains."""
+    the whole book, each run counted once, without the runs only a study (`STUDY = True`) trains; each against
+    its budget (a study has none)."""
     import pandas as pd
 
     from ..store import published_run
@@ -237,12 +241,16 @@ def retrain_budget(scale: str, cores: int = 2) -> "pd.DataFrame":
     for name, ids in used.items():
         published = {i: run for i, run in ((i, published_run(i, scale)) for i in ids) if run.finished()}
         hours = core_hours(list(published.values()))
+        study = getattr(chapter_module(name), "STUDY", False)
         rows.append({"chapter": name, "runs": len(ids), "of earlier chapters": sum(i in book for i in ids),
-                     "published": len(published), "core_hours": hours, f"hours_on_{cores}_cores": hours / cores})
-        if not getattr(chapter_module(name), "STUDY", False):
+                     "published": len(published), "core_hours": hours, f"hours_on_{cores}_cores": hours / cores,
+                     "budget (h)": math.nan if study else CHAPTER_BUDGET_HOURS})
+        if not study:
             book.update({i: published.get(i) for i in ids if i not in book})
     published = [run for run in book.values() if run is not None]
     hours = core_hours(published)
     rows.append({"chapter": "whole book (without studies)", "runs": len(book), "of earlier chapters": 0,
-                 "published": len(published), "core_hours": hours, f"hours_on_{cores}_cores": hours / cores})
-    return pd.DataFrame(rows).set_index("chapter")
+                 "published": len(published), "core_hours": hours, f"hours_on_{cores}_cores": hours / cores,
+                 "budget (h)": BOOK_BUDGET_HOURS})
+    table = pd.DataFrame(rows).set_index("chapter")
+    return table.assign(over_budget=table[f"hours_on_{cores}_cores"] > table["budget (h)"])

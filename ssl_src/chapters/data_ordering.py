@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..claims import claim, paired_conditions
+from ..claims import claim, mean_sd, paired_conditions
 from ..errors import UserError
 from ..orderings import ORDERINGS
 from ..sweep import resolve, run_summaries
@@ -98,8 +98,7 @@ def table2(runs: pd.DataFrame, p: dict) -> pd.DataFrame:
     """Table 2's layout: linear-probe accuracy (%) per ordering and net, mean +- sd over seeds, beside the
     paper's ResNet-18 (the net short of capacity) and ResNet-50 (the large one)."""
     trained = runs[runs.part == "table"]
-    cell = lambda g: f"{100 * g.mean():.1f} ± {100 * g.std(ddof=1):.1f}" if len(g) > 1 else f"{100 * g.mean():.1f}"
-    ours = trained.groupby(["ordering", "net"]).linear_acc.apply(cell).unstack("net")
+    ours = trained.groupby(["ordering", "net"]).linear_acc.apply(mean_sd).unstack("net")
     ours = ours[[net for net in ("narrow", "wide") if net in ours.columns]]
     ours.columns = [f"ours, {net_name(p, net)}" for net in ours.columns]
     table = ours.reindex([o for o in NAMES if o in ours.index])

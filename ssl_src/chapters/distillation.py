@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..claims import claim, condition_by_seed, paired_conditions
+from ..claims import claim, condition_by_seed, mean_sd, paired_conditions
 from ..config import TrainConfig
 from ..errors import UserError
 from ..store import Run, find_run
@@ -106,7 +106,6 @@ def run_table(p: dict, progress: bool = True) -> pd.DataFrame:
 def table(runs: pd.DataFrame) -> pd.DataFrame:
     """Supplement Table 1 with ours beside it: linear-probe accuracy (%) of each teacher and of each student
     distilled from it, and of the students trained by SimSiam directly (mean +- sd over seeds)."""
-    cell = lambda g: f"{100 * g.mean():.1f} ± {100 * g.std(ddof=1):.1f}" if len(g) > 1 else f"{100 * g.mean():.1f}"
     students = [a for a in NAMES if a in set(runs[runs.role == "distilled"].arch) | set(runs[runs.role == "direct"].arch)]
     rows = {}
     for source in [*dict.fromkeys(runs[runs.role == "teacher"].method), "direct"]:
@@ -114,10 +113,10 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
         row = {}
         if source != "direct":
             row["teacher, paper"] = PAPER[source]["teacher"]
-            row["teacher, ours"] = cell(trained[trained.role == "teacher"].linear_acc)
+            row["teacher, ours"] = mean_sd(trained[trained.role == "teacher"].linear_acc)
         for a in students:
             row[f"{NAMES[a]}, paper"] = PAPER[source][a]
-            row[f"{NAMES[a]}, ours"] = cell(trained[(trained.arch == a) & (trained.role != "teacher")].linear_acc)
+            row[f"{NAMES[a]}, ours"] = mean_sd(trained[(trained.arch == a) & (trained.role != "teacher")].linear_acc)
         label = "SimSiam directly (no teacher)" if source == "direct" else f"distilled from the {NAMES[source]} teacher"
         rows[label] = row
     return pd.DataFrame(rows).T.rename_axis("pre-training")

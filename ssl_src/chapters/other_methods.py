@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..claims import claim, condition_by_seed, paired_by_seed, paired_conditions
+from ..claims import claim, condition_by_seed, mean_sd, paired_by_seed, paired_conditions
 from ..errors import UserError
 from ..sweep import resolve, run_summaries
 from ..config import TrainConfig
@@ -91,8 +91,7 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
     multiple pass, mean +- sd over seeds, beside the paper's (which gives no number for BYOL's and MoCo-v3's
     large net)."""
     trained = runs[runs.part == "trained"]
-    cell = lambda g: f"{100 * g.mean():.1f} ± {100 * g.std(ddof=1):.1f}" if len(g) > 1 else f"{100 * g.mean():.1f}"
-    ours = trained.groupby(["method", "net", "ordering"]).linear_acc.apply(cell)
+    ours = trained.groupby(["method", "net", "ordering"]).linear_acc.apply(mean_sd)
     columns = {}
     for net, ordering in CONDITIONS:
         label = condition_label(net, ordering)

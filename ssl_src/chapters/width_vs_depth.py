@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..claims import claim, paired_conditions
+from ..claims import claim, mean_sd, paired_conditions
 from ..config import TrainConfig
 from ..data import manifest
 from ..errors import UserError
@@ -79,17 +79,15 @@ def table(runs: pd.DataFrame, p: dict) -> pd.DataFrame:
     """Table 1 with ours beside the paper's: representation dim, parameters, linear probe (mean +- sd over
     seeds), and the collapse of the representation (AUC, effective rank and its fraction of d)."""
     trained = runs[runs.part == "trained"]
-    cell = lambda g, scale=1.0, digits=1: (f"{scale * g.mean():.{digits}f} ± {scale * g.std(ddof=1):.{digits}f}"
-                                           if len(g) > 1 else f"{scale * g.mean():.{digits}f}")
     rows = []
     for arch, g in trained.groupby("arch", sort=False):
         block, layers, multiplier, dim, params, acc = PAPER[arch]
         rows.append({"block": block, "layers": layers, "width multiplier": multiplier,
                      "repr. dim, paper": dim, "repr. dim, ours": int(g.dim.iloc[0]),
                      "params, paper (M)": params, "params, ours (k)": round(parameters(arch, p) / 1e3, 1),
-                     "linear acc, paper (%)": acc, "linear acc, ours (%)": cell(g.linear_acc, 100),
-                     "AUC": cell(g.auc, digits=3), "effective rank": cell(g.effective_rank),
-                     "rank / d": cell(g.effective_rank_fraction, digits=2)})
+                     "linear acc, paper (%)": acc, "linear acc, ours (%)": mean_sd(g.linear_acc),
+                     "AUC": mean_sd(g.auc, 1, 3), "effective rank": mean_sd(g.effective_rank, 1),
+                     "rank / d": mean_sd(g.effective_rank_fraction, 1, 2)})
     return pd.DataFrame(rows, index=[arch for arch in trained.arch.unique()]).rename_axis("arch")
 
 
