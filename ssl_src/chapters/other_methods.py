@@ -127,8 +127,8 @@ def accuracy_figure(runs: pd.DataFrame):
         ax.set_xticks(x, [condition_label(*c) for c in conditions], fontsize=8)
         ax.set_ylabel("linear-probe accuracy (%)"); ax.set_title(title, fontsize=9)
     ours_ax.set_ylim(max(0, 100 * trained.linear_acc.min() - 5), min(100, 100 * trained.linear_acc.max() + 2))
-    paper_ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig.legend(*paper_ax.get_legend_handles_labels(), loc="upper center", ncol=len(methods), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     return fig
 
 
