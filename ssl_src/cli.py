@@ -136,11 +136,20 @@ def add_sweep_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_replay(args) -> int:
-    from .replay import make_smoke_reference, replay
+    import os
+    import subprocess
+    import sys
+
+    from .replay import make_smoke_reference, published_kernel_caps, replay
 
     if args.new_reference:
         make_smoke_reference()
         return 0
+    caps = published_kernel_caps(args.run)
+    if any(os.environ.get(k) != v for k, v in caps.items()):
+        print(f"replaying with the kernels that trained the run ({' '.join(f'{k}={v}' for k, v in caps.items())})",
+              flush=True)
+        return subprocess.run([sys.executable, "-m", "ssl_src", *sys.argv[1:]], env=dict(os.environ, **caps)).returncode
     return 0 if replay(steps=args.steps, run_id=args.run) else 1
 
 

@@ -54,6 +54,22 @@ def same_machine(provenance: dict) -> bool:
     return all(here[k] == there.get(k) for k in SAME_MACHINE_FIELDS)
 
 
+def kernel_caps(provenance: dict) -> dict[str, str]:
+    """The environment that makes this CPU run the kernels a run was trained with: a run trained on an AVX2-only
+    CPU replays bitwise on an AVX-512 one with oneDNN and ATen capped to AVX2 (both read these at start-up, so
+    the replay runs in a process started with them). Empty where nothing needs capping."""
+    trained = provenance.get("machine", {}).get("aten_cpu_capability")
+    if trained != "AVX2" or describe()["aten_cpu_capability"] == "AVX2":
+        return {}
+    return {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+
+
+def published_kernel_caps(run_id: str | None = None) -> dict[str, str]:
+    """`kernel_caps` of the published quick run the replay re-trains."""
+    run_id = run_id or default_quick_run()
+    return kernel_caps(_published(published_root("quick"), run_id, "quick run").provenance())
+
+
 @contextlib.contextmanager
 def scratch_store():
     """A temporary run store (SSL_RESULTS), so a replay never touches the real one."""

@@ -51,3 +51,12 @@ def test_replay_names_a_run_that_is_not_published(results_dir):
 
     with pytest.raises(UserError, match="quick run nope is not published"):
         replay.replay_loss_curve("nope", 10)
+
+
+def test_a_run_trained_on_avx2_replays_with_this_cpu_capped_to_avx2(monkeypatch):
+    avx2 = {"machine": {"aten_cpu_capability": "AVX2"}}
+    monkeypatch.setattr(replay, "describe", lambda: {"aten_cpu_capability": "AVX512"})
+    assert replay.kernel_caps(avx2) == {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    assert replay.kernel_caps({"machine": {"aten_cpu_capability": "AVX512"}}) == {}
+    monkeypatch.setattr(replay, "describe", lambda: {"aten_cpu_capability": "AVX2"})  # already capped, or an AVX2 CPU
+    assert replay.kernel_caps(avx2) == {}
