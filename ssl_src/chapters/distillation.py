@@ -81,11 +81,15 @@ def configs(p: dict) -> list[TrainConfig]:
     return [config(p, s) for s in settings(p)]
 
 
-def stages(p: dict) -> list[list[TrainConfig]]:
-    """The runs in the order they can train: a student reads its teacher's weights, so the teachers (and the
-    directly trained students) come first."""
+def staged_settings(p: dict) -> list[list[tuple[dict, TrainConfig]]]:
+    """(setting, config) in the order they can train: a student reads its teacher's weights, so the teachers
+    (and the directly trained students) come first."""
     pairs = list(zip(settings(p), configs(p)))
-    return [[c for s, c in pairs if s["role"] != "distilled"], [c for s, c in pairs if s["role"] == "distilled"]]
+    return [[(s, c) for s, c in pairs if s["role"] != "distilled"], [(s, c) for s, c in pairs if s["role"] == "distilled"]]
+
+
+def stages(p: dict) -> list[list[TrainConfig]]:
+    return [[c for _, c in stage] for stage in staged_settings(p)]
 
 
 def check(p: dict) -> None:
@@ -97,10 +101,11 @@ def check(p: dict) -> None:
 
 
 def run_table(p: dict, progress: bool = True) -> pd.DataFrame:
-    rows = settings(p)
-    summaries = [summary for stage in stages(p) for summary in run_summaries(stage, p["scale"], progress=progress)]
-    order = [s for s in rows if s["role"] != "distilled"] + [s for s in rows if s["role"] == "distilled"]
-    return pd.DataFrame([dict(summary, **s) for s, summary in zip(order, summaries)])
+    rows = []
+    for stage in staged_settings(p):
+        summaries = run_summaries([c for _, c in stage], p["scale"], progress=progress)
+        rows += [dict(summary, **s) for (s, _), summary in zip(stage, summaries)]
+    return pd.DataFrame(rows)
 
 
 def table(runs: pd.DataFrame) -> pd.DataFrame:
