@@ -96,7 +96,8 @@ def provenance(results_path: Path, run_ids: list[str], scale: str) -> pd.DataFra
         "chapter wall time (s)": round(prov["wall_seconds"], 1)}, name="").to_frame()
 
 
-def spectrum_figure(curves: list[tuple[str, "pd.Series"]], dashed: tuple[str, ...] = ("random init",)):
+def spectrum_figure(curves: list[tuple[str, "pd.Series"]], dashed: tuple[str, ...] = ("random init",),
+                    title: str | None = None):
     """The collapse paper's two views of a representation's singular values, one curve per (label, run row):
     log(sigma_i / sigma_1) against i / d (a collapsed representation falls off a cliff) and the cumulative
     curve C_j whose mean is the AUC (Fig. 11). Runs of different d share the normalised index."""
@@ -113,6 +114,8 @@ def spectrum_figure(curves: list[tuple[str, "pd.Series"]], dashed: tuple[str, ..
     axes[0].set_xlabel("i / d"); axes[0].set_ylabel("log σ_i / σ_1"); axes[0].set_ylim(bottom=-12)
     axes[1].set_xlabel("j / d"); axes[1].set_ylabel("cumulative C_j")
     axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 

@@ -54,6 +54,7 @@ TRAINING_SEMANTICS = 2
 PART_SEMANTICS = {"chunked_orderings": 2}
 CHUNKED_ORDERINGS = ("single", "cumulative", "hybrid")
 PUBLISHED_FILES = ("config.json", "metrics.jsonl", "monitor.jsonl", "provenance.json", "summary.json")  # summary last
+WEIGHTS_FILE = "model.pt"  # published only for a run whose weights another run reads (a distillation teacher)
 
 
 def semantics(config: dict) -> int | dict:
@@ -153,8 +154,9 @@ class StoredRun:
 
     @property
     def weights_path(self) -> Path:
-        """The trained model's final weights (the working store keeps them; a published set does not)."""
-        return self.dir / "model.pt"
+        """The trained model's final weights (the working store keeps them; a published set only for a run
+        another run reads, see `publish`)."""
+        return self.dir / WEIGHTS_FILE
 
     def weights(self) -> dict:
         """The final state dict (what evaluation and distillation teachers read)."""
@@ -208,19 +210,20 @@ def find_run(run_id_: str, scale: str | None = None) -> StoredRun:
     raise UserError(f"run {run_id_} is neither in the run store {results_root()} nor in a published set")
 
 
-def publish(run: StoredRun, scale: str) -> StoredRun:
-    """Copy a finished run's small files into the scale's published set."""
-    return copy_small_files(run, published_root(scale) / run.id)
+def publish(run: StoredRun, scale: str, weights: bool = False) -> StoredRun:
+    """Copy a finished run's small files into the scale's published set, and its weights where another run
+    reads them (`weights`: a teacher, so its students train on a fresh clone)."""
+    return copy_small_files(run, published_root(scale) / run.id, (WEIGHTS_FILE,) if weights else ())
 
 
-def copy_small_files(run: StoredRun, destination: Path) -> StoredRun:
-    """A finished run's small files (PUBLISHED_FILES) copied into `destination`, atomically and summary last,
-    so a half-copied run never looks finished."""
+def copy_small_files(run: StoredRun, destination: Path, extra: tuple[str, ...] = ()) -> StoredRun:
+    """A finished run's small files (PUBLISHED_FILES, and `extra` ones) copied into `destination`, atomically and
+    summary last, so a half-copied run never looks finished."""
     copy = StoredRun(destination, run.id)
     if copy.dir.resolve() == run.dir.resolve():
         return copy
     copy.summary_path.unlink(missing_ok=True)
-    for name in PUBLISHED_FILES:
+    for name in (*extra, *PUBLISHED_FILES):
         source = run.dir / name
         if source.exists():
             copy.dir.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Collection
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -95,18 +96,21 @@ def describe_source(cfgs: list[TrainConfig], scale: str) -> str:
                            [p.get("finished_at", "")[:10] for p in provenances if p.get("finished_at")])
 
 
-def _train_one(cfg: TrainConfig, threads: int, scale: str) -> dict:
+def _train_one(cfg: TrainConfig, threads: int, scale: str, weights: bool) -> dict:
     """One run in a worker process: its share of the cores, no progress bar; published when done."""
     torch.set_num_threads(threads)
     summary = train(cfg, progress=False)
-    publish(Run(cfg.to_dict()), scale)
+    publish(Run(cfg.to_dict()), scale, weights)
     return summary
 
 
 def run_summaries(cfgs: list[TrainConfig], scale: str, *, jobs: int | None = None, retrain: bool | None = None,
-                  progress: bool = True) -> list[dict]:
+                  progress: bool = True, weights_read: Collection[str] = ()) -> list[dict]:
     """The summary of every run, in the order of `cfgs`: published ones read, the others trained (`jobs` at
-    once) and published. The runs must not depend on each other (a distillation student on its teacher)."""
+    once) and published. The runs must not depend on each other (a distillation student on its teacher).
+    `weights_read`: the ids of runs whose weights other runs read (teachers), published with their weights; such
+    a run published without them counts as done only where the working store holds them (then they are
+    published), else it is trained again."""
     retrain = retraining() if retrain is None else retrain
     jobs = jobs or jobs_from_environment(scale)
     if jobs < 1:
@@ -117,22 +121,36 @@ def run_summaries(cfgs: list[TrainConfig], scale: str, *, jobs: int | None = Non
     for run in runs:
         published = published_run(run.id, scale)
         if not retrain and published.finished():
+            if run.id in weights_read and not published.weights_path.exists():
+                if not (run.finished() and run.weights_path.exists()):
+                    continue  # trained again below: the published run lacks the weights another run reads
+                publish(run, scale, weights=True)
             summaries[run.id] = published.summary()
     todo = list({run.id: cfg for run, cfg in zip(runs, cfgs) if run.id not in summaries}.values())
     if len(todo) <= 1 or jobs == 1:
         for cfg in todo:
             summary = train(cfg, progress=progress)
             summaries[summary["run_id"]] = summary
-            publish(Run(cfg.to_dict()), scale)
+            run = Run(cfg.to_dict())
+            publish(run, scale, weights=run.id in weights_read)
     else:
         workers = min(jobs, len(todo))
         threads = max(1, torch.get_num_threads() // workers)
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool, \
                 tqdm(total=len(todo), desc=f"{len(todo)} runs, {workers} at a time", disable=not progress,
                      file=sys.stderr, ncols=100) as bar:
-            futures = [pool.submit(_train_one, cfg, threads, scale) for cfg in todo]
+            futures = {pool.submit(_train_one, cfg, threads, scale, Run(cfg.to_dict()).id in weights_read):
+                       Run(cfg.to_dict()).id for cfg in todo}
+            failed = []  # a run that fails is reported at once; the others go on (each is published as it ends)
             for future in as_completed(futures):
-                summary = future.result()
-                summaries[summary["run_id"]] = summary
                 bar.update(1)
+                try:
+                    summary = future.result()
+                except UserError as exc:
+                    failed.append(f"run {futures[future]}: {exc}")
+                    bar.write(f"FAILED {failed[-1]}")
+                    continue
+                summaries[summary["run_id"]] = summary
+        if failed:
+            raise UserError(f"{len(failed)} of {len(todo)} runs failed, the others are published; first: {failed[0]}")
     return [summaries[run.id] for run in runs]

@@ -19,7 +19,13 @@ from ssl_src.models import build_backbone, to_device_layout
 from ssl_src.config import TrainConfig
 from ssl_src.train import train
 
-TOLERANCE = 1e-3  # max |grad - float64 grad| / max |float64 grad|, per parameter
+# |grad - float64 grad| / |float64 grad| (L2 norms), per parameter. The norm, not the largest entry: a
+# pre-activation within rounding of 0 takes the other side of a ReLU in float32, and the gradient entries behind
+# it differ by their whole size, in NCHW as in channels_last (Bottleneck-26 at 224 px: 24 % in the largest entry
+# of an activation's gradient, 1e-4 in the norms). The paper's 224-px nets have ~100x more activations, so a
+# few such flips (Bottleneck-26 2x: 4.6e-3 in channels_last, whose forward rounds ~4x more than NCHW's);
+# a faulty kernel errs on every entry it computes (the AVX2 bug unrouted: 1.03).
+TOLERANCE = {"up to 64 px": 1e-3, "larger": 1e-2}
 
 
 def gradients(net, x):
@@ -39,11 +45,11 @@ def check_gradients(cfg: TrainConfig, name: str) -> None:
     expected = gradients(reference, x.double())
     for _ in range(2):
         got = gradients(net, x.contiguous(memory_format=torch.channels_last))
-    worst = max(float((got[k].double() - v).abs().max() / v.abs().max().clamp_min(1e-12)) for k, v in expected.items())
-    if worst > TOLERANCE:
-        print(f"WRONG gradients {name}: max relative error {worst:.3g}", flush=True)
+    worst = max(float((got[k].double() - v).norm() / v.norm().clamp_min(1e-12)) for k, v in expected.items())
+    if worst > TOLERANCE["up to 64 px" if cfg.image_size <= 64 else "larger"]:
+        print(f"WRONG gradients {name}: relative error {worst:.3g}", flush=True)
         sys.exit(1)
-    print(f"gradients ok {name} (max relative error {worst:.2g})", flush=True)
+    print(f"gradients ok {name} (relative error {worst:.2g})", flush=True)
 
 
 def main(entries: list[dict]) -> None:

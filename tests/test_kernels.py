@@ -15,20 +15,26 @@ from torch import nn
 from conftest import REPO
 from ssl_src.chapters import SCALES, resolve_parameters
 from ssl_src.hardware import channels_last_fails
+from ssl_src.errors import UserError
 from ssl_src.kernel_probe import ConvCase, failure_table, probe, routed
 from ssl_src.models import build_backbone, to_device_layout
 
 x86 = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="oneDNN's AVX2 kernels exist on x86 only")
-# width_vs_depth joins when its runs are published: its smoke and quick nets pass, but its paper-scale
-# Bottleneck-26 (width 64, 224 px, BN over 2 images) differs from float64 by 1.09e-3 > TOLERANCE, rounding
-# rather than the AVX2 bug (which hits 1x1 stride-2 convolutions of 4-7 channels); to settle then.
-TRAINING_CHAPTERS = ("capacity_vs_data", "data_ordering", "other_methods", "eigenspace_alignment", "directpred",
-                     "performance")
+TRAINING_CHAPTERS = ("capacity_vs_data", "data_ordering", "other_methods", "distillation", "width_vs_depth", "baselines",
+                     "eigenspace_alignment", "directpred", "performance")
 
 
-def nets_of(module, p: dict) -> list:
-    """The configs a chapter trains: its stored runs, or the performance appendix's benchmarked nets."""
-    return module.benchmarked_nets(p) if hasattr(module, "benchmarked_nets") else module.configs(p)
+def nets_of(module, scale: str) -> list | None:
+    """The configs a chapter trains at `scale` (its stored runs, or the performance appendix's benchmarked nets);
+    None where listing them needs the paper's data and it is not here (a distilled student names its teacher's
+    run id, resolved from the data; the students' nets are the capacity chapter's paper nets)."""
+    p = resolve_parameters(module.PRESETS, scale)
+    try:
+        return module.benchmarked_nets(p) if hasattr(module, "benchmarked_nets") else module.configs(p)
+    except UserError as exc:
+        if scale == "paper" and "not found" in str(exc):
+            return None
+        raise
 
 
 @pytest.mark.parametrize("kernel, stride, in_channels, fails", [
@@ -79,8 +85,7 @@ def narrowest_nets() -> list[dict]:
     for chapter in TRAINING_CHAPTERS:
         module = importlib.import_module(f"ssl_src.chapters.{chapter}")
         for scale in SCALES:
-            cfgs = nets_of(module, resolve_parameters(module.PRESETS, scale))
-            for cfg in sorted(cfgs, key=lambda c: c.width):
+            for cfg in sorted(nets_of(module, scale) or [], key=lambda c: c.width):
                 key = (cfg.method, cfg.predictor, cfg.arch, cfg.stem, cfg.image_size, cfg.dataset)
                 if key not in seen:
                     seen.add(key)
@@ -91,9 +96,9 @@ def narrowest_nets() -> list[dict]:
 @pytest.mark.parametrize("chapter", TRAINING_CHAPTERS)
 def test_every_training_chapter_lists_its_configs(chapter):
     module = importlib.import_module(f"ssl_src.chapters.{chapter}")
-    smoke = nets_of(module, resolve_parameters(module.PRESETS, "smoke"))
+    smoke = nets_of(module, "smoke")
     assert smoke and min(cfg.width for cfg in smoke) <= 4  # the smoke nets are the narrow ones the bug hits
-    assert all(nets_of(module, resolve_parameters(module.PRESETS, scale)) for scale in SCALES)
+    assert nets_of(module, "quick") and nets_of(module, "paper") != []
 
 
 @pytest.mark.slow

@@ -52,6 +52,48 @@ def test_retrain_trains_again_and_publishes(results_dir, monkeypatch):
     assert len(trained) == 2 and "re-computed here" in sweep.describe_source(cfgs, "quick")
 
 
+def test_runs_whose_weights_a_later_stage_reads_are_published_with_them(results_dir, monkeypatch):
+    """A teacher published without its weights is trained again, unless the working store holds them; either
+    way its weights join the published set, and a published teacher with weights is read, never trained."""
+    cfgs = smoke_configs(1)
+    trained = []
+
+    def fake_train(cfg, progress=True):
+        run = Run(cfg.to_dict())
+        run.start()
+        run.weights_path.write_bytes(b"weights")
+        run.finish({"run_id": run.id}, {"hardware": "here", "wall_seconds": 1.0})
+        trained.append(run.id)
+        return run.summary()
+
+    monkeypatch.setattr(sweep, "train", fake_train)
+    sweep.run_summaries(cfgs, "quick", jobs=1, retrain=False)  # no run reads its weights: not published
+    run_id = trained[0]
+    assert not (published_root("quick") / run_id / "model.pt").exists()
+    sweep.run_summaries(cfgs, "quick", jobs=1, retrain=False, weights_read={run_id})  # the working store has them
+    assert len(trained) == 1 and (published_root("quick") / run_id / "model.pt").read_bytes() == b"weights"
+    sweep.run_summaries(cfgs, "quick", jobs=1, retrain=False, weights_read={run_id})  # published with them: read
+    assert len(trained) == 1
+    (published_root("quick") / run_id / "model.pt").unlink()
+    Run(cfgs[0].to_dict()).weights_path.unlink()  # a fresh clone: the teacher's weights nowhere
+    sweep.run_summaries(cfgs, "quick", jobs=1, retrain=False, weights_read={run_id})
+    assert trained == [run_id, run_id] and (published_root("quick") / run_id / "model.pt").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_failing_run_is_reported_and_the_others_still_published(results_dir):
+    """Two workers: a distilled student whose teacher does not exist fails with its reason; the other run is
+    trained and published all the same, and the sweep ends in one error naming the failure."""
+    from dataclasses import replace
+
+    good = smoke_configs(2)[1]  # trained for 4 steps
+    orphan = replace(good, method="distill", teacher="000000000000")
+    with pytest.raises(UserError, match=r"1 of 2 runs failed.*teacher run '000000000000' not found"):
+        sweep.run_summaries([good, orphan], "smoke", jobs=2, retrain=False, progress=False)
+    assert (published_root("smoke") / Run(good.to_dict()).id / "summary.json").exists()
+
+
 def test_jobs_come_from_the_environment_and_are_checked(monkeypatch):
     monkeypatch.setenv("SSL_JOBS", "3")
     assert sweep.jobs_from_environment("quick") == 3

@@ -91,10 +91,12 @@ def chapter_runs(chapter: str, scale: str, given: dict, *, jobs: int | None = No
         raise UserError(f"chapter {chapter} trains no stored runs")
     params = resolve_parameters(module.PRESETS, scale, **given)
     module.check(params)
-    # a chapter whose runs read other runs (a distilled student, its teacher) trains them in stages
+    # a chapter whose runs read other runs (a distilled student, its teacher) trains them in stages, and
+    # publishes the weights of the runs read
     stages = module.stages(params) if hasattr(module, "stages") else [module.configs(params)]
+    read = {cfg.teacher for stage in stages for cfg in stage if cfg.teacher}
     return [summary for stage in stages
-            for summary in run_summaries(stage, scale, jobs=jobs, retrain=retrain, progress=progress)]
+            for summary in run_summaries(stage, scale, jobs=jobs, retrain=retrain, progress=progress, weights_read=read)]
 
 
 def published_json(scale: str, name: str, compute) -> dict:

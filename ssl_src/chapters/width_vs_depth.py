@@ -32,7 +32,7 @@ PAPER = {
 PAPER_SOURCE = "Table 1, ImageNet linear probe, 100 epochs, width 64"
 paper_acc = lambda arch: PAPER[arch][5]
 
-RECIPE = tuple(k for k in capacity.PRESETS["quick"] if k not in ("archs", "widths", "subsets"))
+RECIPE = tuple(k for k in capacity.PRESETS["quick"] if k not in ("archs", "widths", "deeper_archs", "subsets"))
 PRESETS = {
     name: dict({k: capacity.PRESETS[name][k] for k in RECIPE}, archs=list(PAPER), width=width, subset=1.0,
                **({"steps": 8, "batch_size": 32, "image_size": 16, "eval_train_images": 1000, "eval_test_images": 300}
