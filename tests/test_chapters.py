@@ -222,7 +222,9 @@ def test_retrain_budget_sums_the_published_runs_core_time(results_dir):
     assert pd.isna(budget.loc["choosing_a_scale", "budget (h)"])  # a study: its probes have no budget
     (run_dir / "provenance.json").write_text(json.dumps({"wall_seconds": 3 * 3600, "machine": {"torch_threads": 2}}))
     over = retrain_budget("smoke", cores=2).over_budget
-    assert over["capacity_vs_data"] and over["predicting_accuracy"] and not over["choosing_a_scale"]
+    assert over["capacity_vs_data"] and not over["choosing_a_scale"]
+    # the fit adds no run of its own: no budget of its own, though its row says what re-training it alone takes
+    assert not over["predicting_accuracy"] and pd.isna(budget.loc["predicting_accuracy", "budget (h)"])
     used = chapter_run_ids("smoke")
     assert book.runs == len(set().union(*(ids for name, ids in used.items() if name != "choosing_a_scale")))
     assert book.runs < len(set().union(*used.values()))  # the search's own probes are not in the book's budget
@@ -320,6 +322,10 @@ def test_the_capacity_chapters_quick_runs_are_the_searchs_own():
     from ssl_src.store import Run
     from ssl_src.sweep import resolve
 
-    ids = lambda module: {Run(c.to_dict()).id for c in resolve(module.configs(resolve_parameters(module.PRESETS, "quick")))}
-    capacity, search = ids(capacity_vs_data), ids(scale_search)
-    assert len(capacity) == 24 and capacity <= search
+    cfgs = lambda module: resolve(module.configs(resolve_parameters(module.PRESETS, "quick")))
+    search = {Run(c.to_dict()).id for c in cfgs(scale_search)}
+    capacity = {Run(c.to_dict()).id: c for c in cfgs(capacity_vs_data)}
+    own = [c for run_id, c in capacity.items() if run_id not in search]
+    # only the deeper net's smaller subsets are the chapter's own (the search trained ResNet-34 on the whole pool)
+    assert len(capacity) == 36 and len(own) == 6
+    assert {(c.arch, c.width, c.subset) for c in own} == {("resnet34", 4, 0.01), ("resnet34", 4, 0.1)}

@@ -233,7 +233,8 @@ def retrain_budget(scale: str, cores: int = 2) -> "pd.DataFrame":
     trains, how many are published, and the time a re-train of the chapter alone takes, estimated from the
     published runs' wall times (core-hours / `cores`: the runs filling the cores, as the sweep runs them); then
     the whole book, each run counted once, without the runs only a study (`STUDY = True`) trains; each against
-    its budget (a study has none)."""
+    its budget (none for a study, nor for a chapter that adds no run to the book's: it reads earlier chapters'
+    runs, whose cost their own rows carry)."""
     import pandas as pd
 
     from ..store import published_run
@@ -244,9 +245,10 @@ def retrain_budget(scale: str, cores: int = 2) -> "pd.DataFrame":
         published = {i: run for i, run in ((i, published_run(i, scale)) for i in ids) if run.finished()}
         hours = core_hours(list(published.values()))
         study = getattr(chapter_module(name), "STUDY", False)
-        rows.append({"chapter": name, "runs": len(ids), "of earlier chapters": sum(i in book for i in ids),
+        earlier = sum(i in book for i in ids)
+        rows.append({"chapter": name, "runs": len(ids), "of earlier chapters": earlier,
                      "published": len(published), "core_hours": hours, f"hours_on_{cores}_cores": hours / cores,
-                     "budget (h)": math.nan if study else CHAPTER_BUDGET_HOURS})
+                     "budget (h)": math.nan if study or earlier == len(ids) else CHAPTER_BUDGET_HOURS})
         if not study:
             book.update({i: published.get(i) for i in ids if i not in book})
     published = [run for run in book.values() if run is not None]
