@@ -135,6 +135,29 @@ def add_sweep_flags(parser: argparse.ArgumentParser) -> None:
                         help="train every run again instead of reading the published results (results/SCALE/runs/)")
 
 
+def cmd_claims(args) -> int:
+    import pandas as pd
+
+    from .report import book_claims, verdict_tally
+
+    if args.scale not in SCALES:
+        raise UserError(f"unknown scale {args.scale!r}; valid: {', '.join(SCALES)}")
+    claims = book_claims(args.scale)
+    if claims.empty:
+        raise UserError(f"no chapter has been rendered at scale {args.scale}: python -m ssl_src book --scale {args.scale}")
+    if args.json:
+        for record in claims.to_dict("records"):
+            print(json.dumps(record))
+        return 0
+    with pd.option_context("display.width", 200, "display.max_colwidth", 120, "display.max_rows", None):
+        print(verdict_tally(claims).to_string(), end="\n\n")
+        for chapter, group in claims.groupby("chapter", sort=False):
+            print(f"{chapter}:")
+            for row in group.itertuples():
+                print(f"  [{row.verdict}] {row.statement}\n      ours: {row.ours}\n      paper: {row.paper}")
+    return 0
+
+
 def cmd_replay(args) -> int:
     import os
     import subprocess
@@ -202,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="override a chapter parameter (VALUE is YAML)")
     add_sweep_flags(runs)
     runs.set_defaults(func=cmd_runs)
+
+    claims = sub.add_parser("claims", help="every chapter's claims and verdicts as last rendered, and their tally")
+    claims.add_argument("--scale", default="quick", help=f"one of {', '.join(SCALES)} (default %(default)s)")
+    claims.add_argument("--json", action="store_true", help="print one JSON object per claim instead of the tables")
+    claims.set_defaults(func=cmd_claims)
 
     replay = sub.add_parser("replay", help="re-train published runs and compare them with what was published")
     replay.add_argument("--steps", type=int, default=REPLAY_STEPS,

@@ -68,6 +68,8 @@ ERROR_CASES = [
     (["runs", "capacity_vs_data", "--scale", "smoke", "-p", "colour", "red"], "unknown parameter(s) colour"),
     (["runs", "capacity_vs_data", "--scale", "smoke", "--jobs", "-2"], "jobs must be at least 1, got -2"),
     (["replay", "--run", "nope"], "quick run nope is not published"),
+    (["claims", "--scale", "huge"], "unknown scale 'huge'; valid: smoke, quick, paper"),
+    (["claims", "--scale", "smoke"], "no chapter has been rendered at scale smoke: python -m ssl_src book --scale smoke"),
 ]
 
 

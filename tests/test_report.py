@@ -25,3 +25,33 @@ def test_a_verdict_left_out_by_the_parameters_reads_not_measured(monkeypatch):
     monkeypatch.setattr("myst_nb.glue", lambda name, value, display=True: glued.__setitem__(name, value))
     report.glue_verdicts([{"id": "a", "verdict": "reproduced"}], expected=("a", "b"))
     assert glued == {"verdict_a": "reproduced", "verdict_b": report.NOT_MEASURED}
+
+
+def test_the_book_claims_gather_every_rendered_chapter_in_book_order(results_dir, capsys):
+    """Two chapters' results files (as write_chapter_results writes them): one row per claim, the tally per
+    chapter and kind with the whole book's last; `python -m ssl_src claims` prints both."""
+    import json
+
+    from ssl_src.chapters import write_chapter_results
+    from ssl_src.claims import claim, deterministic_check
+    from ssl_src.cli import main
+    from ssl_src.report import book_claims, verdict_tally
+
+    yes = claim("up", "goes up", "+1 in the paper", [1.0, 1.1, 0.9], +1, "up - down", paper_effect=2.0)
+    no = claim("down", "goes down", "-1 in the paper", [1.0, 1.1, 0.9], -1, "down - up")
+    check = deterministic_check("fixed", "a fixed point", "theory", 0.0, True, "distance")
+    write_chapter_results("data_ordering", {"scale": "smoke"}, [no], [], 0.0)
+    write_chapter_results("capacity_vs_data", {"scale": "smoke"}, [yes, check], [], 0.0)
+    claims = book_claims("smoke")
+    assert list(zip(claims.chapter, claims.id)) == [("capacity_vs_data", "up"), ("capacity_vs_data", "fixed"),
+                                                    ("data_ordering", "down")]  # _toc.yml order
+    assert claims.loc[0, "effect_fraction"] == pytest.approx(0.5) and claims.loc[0, "n_seeds"] == 3
+    tally = verdict_tally(claims)
+    assert tally.loc[("whole book", "claim"), "reproduced"] == 1
+    assert tally.loc[("whole book", "claim"), "not reproduced"] == 1
+    assert tally.loc[("whole book", "check"), "holds"] == 1
+    assert main(["claims", "--scale", "smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "whole book" in out and "[reproduced] goes up" in out and "[not reproduced] goes down" in out
+    assert main(["claims", "--scale", "smoke", "--json"]) == 0
+    assert [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()] == ["up", "fixed", "down"]

@@ -179,6 +179,12 @@ def write_chapter_results(chapter: str, params: dict, claims: list[dict], runs: 
     return path
 
 
+def chapter_results(scale: str, chapter: str) -> dict | None:
+    """What `write_chapter_results` wrote at the chapter's last render at `scale`; None if it has not rendered."""
+    path = results_root() / scale / "chapters" / f"{chapter}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def monitor_curves(runs: "pd.DataFrame", scale: str, by: Sequence[str]) -> "pd.DataFrame":
     """The live monitor of every run in `runs` (one row per run, with a `run_id`), one row per monitored step:
     the run's `by` columns, the step, the AUC, the effective rank as a fraction of d and the monitor's weighted
