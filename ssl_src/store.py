@@ -212,8 +212,11 @@ def find_run(run_id_: str, scale: str | None = None) -> StoredRun:
 
 def publish(run: StoredRun, scale: str, weights: bool = False) -> StoredRun:
     """Copy a finished run's small files into the scale's published set, and its weights where another run
-    reads them (`weights`: a teacher, so its students train on a fresh clone)."""
-    return copy_small_files(run, published_root(scale) / run.id, (WEIGHTS_FILE,) if weights else ())
+    reads them (`weights`: a teacher, so its students train on a fresh clone; a run published with its weights
+    is always published with them, so a re-trained teacher never keeps its old weights)."""
+    destination = published_root(scale) / run.id
+    weights = weights or (destination / WEIGHTS_FILE).exists()
+    return copy_small_files(run, destination, (WEIGHTS_FILE,) if weights else ())
 
 
 def copy_small_files(run: StoredRun, destination: Path, extra: tuple[str, ...] = ()) -> StoredRun:

@@ -61,7 +61,7 @@ def test_runs_whose_weights_a_later_stage_reads_are_published_with_them(results_
     def fake_train(cfg, progress=True):
         run = Run(cfg.to_dict())
         run.start()
-        run.weights_path.write_bytes(b"weights")
+        run.weights_path.write_bytes(f"weights of training {len(trained) + 1}".encode())
         run.finish({"run_id": run.id}, {"hardware": "here", "wall_seconds": 1.0})
         trained.append(run.id)
         return run.summary()
@@ -71,13 +71,15 @@ def test_runs_whose_weights_a_later_stage_reads_are_published_with_them(results_
     run_id = trained[0]
     assert not (published_root("quick") / run_id / "model.pt").exists()
     sweep.run_summaries(cfgs, "quick", jobs=1, retrain=False, weights_read={run_id})  # the working store has them
-    assert len(trained) == 1 and (published_root("quick") / run_id / "model.pt").read_bytes() == b"weights"
+    assert len(trained) == 1 and (published_root("quick") / run_id / "model.pt").read_bytes() == b"weights of training 1"
     sweep.run_summaries(cfgs, "quick", jobs=1, retrain=False, weights_read={run_id})  # published with them: read
     assert len(trained) == 1
+    sweep.run_summaries(cfgs, "quick", jobs=1, retrain=True)  # re-trained by a reader that names no weights
+    assert len(trained) == 2 and (published_root("quick") / run_id / "model.pt").read_bytes() == b"weights of training 2"
     (published_root("quick") / run_id / "model.pt").unlink()
     Run(cfgs[0].to_dict()).weights_path.unlink()  # a fresh clone: the teacher's weights nowhere
     sweep.run_summaries(cfgs, "quick", jobs=1, retrain=False, weights_read={run_id})
-    assert trained == [run_id, run_id] and (published_root("quick") / run_id / "model.pt").exists()
+    assert trained == [run_id] * 3 and (published_root("quick") / run_id / "model.pt").exists()
 
 
 @pytest.mark.slow
