@@ -218,9 +218,9 @@ def test_retrain_budget_sums_the_published_runs_core_time(results_dir):
     assert budget.loc["predicting_accuracy", "core_hours"] == pytest.approx(1.0)
     book = budget.loc["whole book (without studies)"]
     assert book.core_hours == pytest.approx(1.0)
-    assert not budget.over_budget.any() and book["budget (h)"] == 8.0
+    assert not budget.over_budget.any() and book["budget (h)"] == 16.0
     assert pd.isna(budget.loc["choosing_a_scale", "budget (h)"])  # a study: its probes have no budget
-    (run_dir / "provenance.json").write_text(json.dumps({"wall_seconds": 3 * 3600, "machine": {"torch_threads": 2}}))
+    (run_dir / "provenance.json").write_text(json.dumps({"wall_seconds": 5 * 3600, "machine": {"torch_threads": 2}}))
     over = retrain_budget("smoke", cores=2).over_budget
     assert over["capacity_vs_data"] and not over["choosing_a_scale"]
     # the fit adds no run of its own: no budget of its own, though its row says what re-training it alone takes

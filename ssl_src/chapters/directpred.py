@@ -25,7 +25,7 @@ PRESETS = {
                   ema=0.996, seeds=[0, 1, 2], variants=list(VARIANTS), eval_train_images=1000, eval_test_images=300),
     # The step budget, image size and batch of the regime chosen in "Choosing a scale" (5 epochs of the 60k
     # images), with the seed's own optimizer, at the regime's narrow width: 4 predictors x 3 seeds (5 seeds
-    # would take 2.2 hours on 2 cores, over the 2-hour chapter budget).
+    # would have taken 2.2 hours on 2 cores, over the chapter budget of 2 hours when the regime was chosen).
     "quick": dict(dataset="fashion_mnist", width=REGIME["narrow"], image_size=REGIME["recipe"]["image_size"],
                   steps=steps_of(REGIME["recipe"]), batch_size=REGIME["recipe"]["batch_size"], lr=0.03,
                   weight_decay=4e-4, ema=0.996, seeds=[0, 1, 2], variants=list(VARIANTS), eval_train_images=20000,
