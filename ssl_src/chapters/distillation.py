@@ -121,7 +121,8 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
             row["teacher, ours"] = mean_sd(trained[trained.role == "teacher"].linear_acc)
         for a in students:
             row[f"{NAMES[a]}, paper"] = PAPER[source][a]
-            row[f"{NAMES[a]}, ours"] = mean_sd(trained[(trained.arch == a) & (trained.role != "teacher")].linear_acc)
+            student = "direct" if source == "direct" else "distilled"  # never the random-init nets
+            row[f"{NAMES[a]}, ours"] = mean_sd(trained[(trained.arch == a) & (trained.role == student)].linear_acc)
         label = "SimSiam directly (no teacher)" if source == "direct" else f"distilled from the {NAMES[source]} teacher"
         rows[label] = row
     return pd.DataFrame(rows).T.rename_axis("pre-training")
