@@ -146,8 +146,10 @@ def cmd_claims(args) -> int:
     if claims.empty:
         raise UserError(f"no chapter has been rendered at scale {args.scale}: python -m ssl_src book --scale {args.scale}")
     if args.json:
+        from .store import json_safe
+
         for record in claims.to_dict("records"):
-            print(json.dumps(record))
+            print(json.dumps(json_safe(record), allow_nan=False))  # a missing number is null
         return 0
     with pd.option_context("display.width", 200, "display.max_colwidth", 120, "display.max_rows", None):
         print(verdict_tally(claims).to_string(), end="\n\n")

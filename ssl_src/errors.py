@@ -13,6 +13,9 @@ class TrainingStopped(Exception):
         super().__init__(message)
         self.exit_code = exit_code
 
+    def __reduce__(self):  # rebuilt in the parent when a sweep's worker process raises it
+        return type(self), (str(self), self.exit_code)
+
 
 def matches_type(value, kind: type) -> bool:
     """isinstance for checking user input, except that a bool is no int and an int is a float (YAML and

@@ -85,28 +85,31 @@ def book_claims(scale: str) -> pd.DataFrame:
     """Every claim and check of the book's chapters (`_toc.yml` order) as their last render at `scale` judged
     them: one row each, with the numbers the verdict rests on. Chapters not rendered at `scale` are absent."""
     from .book import chapter_names
-    from .chapters import chapter_results
+    from .chapters import chapter_module, chapter_results
 
     rows = []
     for chapter in chapter_names():
         results = chapter_results(scale, chapter)
+        study = getattr(chapter_module(chapter), "STUDY", False)
         for c in (results or {}).get("claims", []):
             s = c["statistic"]
-            rows.append({"chapter": chapter, "id": c["id"], "kind": c["kind"], "statement": c["statement"],
+            rows.append({"chapter": chapter, "study": study, "id": c["id"], "kind": c["kind"], "statement": c["statement"],
                          "paper": c["paper"], "ours": describe(c), "verdict": c["verdict"],
                          "mean_difference": s.get("mean_difference"), "p_value": s.get("p_value"),
                          "n_seeds": s.get("n_seeds"), "effect_fraction": s.get("effect_fraction")})
-    columns = ["chapter", "id", "kind", "statement", "paper", "ours", "verdict", "mean_difference", "p_value",
+    columns = ["chapter", "study", "id", "kind", "statement", "paper", "ours", "verdict", "mean_difference", "p_value",
                "n_seeds", "effect_fraction"]
     return pd.DataFrame(rows, columns=columns)
 
 
 def verdict_tally(claims: pd.DataFrame) -> pd.DataFrame:
-    """Verdicts counted per chapter (claims and checks apart), with the book's total last."""
+    """Verdicts counted per chapter (claims and checks apart), with the book's total last: without the studies
+    (the search for a scale judges signatures that the chapters judge again on the same runs)."""
     counts = pd.crosstab([claims.chapter, claims.kind], claims.verdict)
-    for kind in sorted(set(claims.kind)):
-        counts.loc[("whole book", kind), :] = counts.xs(kind, level="kind").sum()
-    return counts.astype(int)
+    book = claims[~claims.study.astype(bool)]
+    for kind in sorted(set(book.kind)):
+        counts.loc[("whole book (without studies)", kind), :] = book[book.kind == kind].verdict.value_counts()
+    return counts.fillna(0).astype(int)
 
 
 def provenance(results_path: Path, run_ids: list[str], scale: str) -> pd.DataFrame:

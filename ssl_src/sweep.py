@@ -17,7 +17,7 @@ from multiprocessing import get_context
 import torch
 from tqdm.std import tqdm
 
-from .errors import UserError
+from .errors import TrainingStopped, UserError
 from .hardware import pick_device
 from .config import TrainConfig
 from .store import Run, publish, published_run
@@ -122,8 +122,11 @@ def run_summaries(cfgs: list[TrainConfig], scale: str, *, jobs: int | None = Non
         published = published_run(run.id, scale)
         if not retrain and published.finished():
             if run.id in weights_read and not published.weights_path.exists():
-                if not (run.finished() and run.weights_path.exists()):
+                if not run.finished():
                     continue  # trained again below: the published run lacks the weights another run reads
+                if not run.weights_path.exists():
+                    raise UserError(f"run {run.id} is stored without its weights ({run.weights_path}), which other "
+                                    "runs read: train it again with python -m ssl_src train ... --force")
                 publish(run, scale, weights=True)
             summaries[run.id] = published.summary()
     todo = list({run.id: cfg for run, cfg in zip(runs, cfgs) if run.id not in summaries}.values())
@@ -146,7 +149,7 @@ def run_summaries(cfgs: list[TrainConfig], scale: str, *, jobs: int | None = Non
                 bar.update(1)
                 try:
                     summary = future.result()
-                except UserError as exc:
+                except (UserError, TrainingStopped) as exc:
                     failed.append(f"run {futures[future]}: {exc}")
                     bar.write(f"FAILED {failed[-1]}")
                     continue

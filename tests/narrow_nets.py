@@ -23,8 +23,8 @@ from ssl_src.train import train
 # pre-activation within rounding of 0 takes the other side of a ReLU in float32, and the gradient entries behind
 # it differ by their whole size, in NCHW as in channels_last (Bottleneck-26 at 224 px: 24 % in the largest entry
 # of an activation's gradient, 1e-4 in the norms). The paper's 224-px nets have ~100x more activations, so a
-# few such flips (Bottleneck-26 2x: 4.6e-3 in channels_last, whose forward rounds ~4x more than NCHW's);
-# a faulty kernel errs on every entry it computes (the AVX2 bug unrouted: 1.03).
+# few such flips are expected there (Bottleneck-26 2x: 4.6e-3 in channels_last, whose forward rounds ~4x more
+# than NCHW's); a faulty kernel errs on every entry it computes (the AVX2 bug unrouted: 1.03).
 TOLERANCE = {"up to 64 px": 1e-3, "larger": 1e-2}
 
 

@@ -314,7 +314,7 @@ def test_every_chapter_that_trains_nets_runs_at_the_chosen_regime():
     assert presets.loc["capacity_vs_data", "base lr"] == f"{regime['recipe']['base_lr']:g}"
 
 
-def test_the_capacity_chapters_quick_runs_are_the_searchs_own():
+def test_the_capacity_chapters_quick_runs_are_the_searchs_but_the_deeper_nets_subsets():
     """Two builders make the same runs (capacity_vs_data.config and choosing_a_scale.config): a change to
     one that the other does not follow would split the published runs."""
     from ssl_src.chapters import capacity_vs_data, resolve_parameters

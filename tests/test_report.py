@@ -42,16 +42,22 @@ def test_the_book_claims_gather_every_rendered_chapter_in_book_order(results_dir
     check = deterministic_check("fixed", "a fixed point", "theory", 0.0, True, "distance")
     write_chapter_results("data_ordering", {"scale": "smoke"}, [no], [], 0.0)
     write_chapter_results("capacity_vs_data", {"scale": "smoke"}, [yes, check], [], 0.0)
+    write_chapter_results("choosing_a_scale", {"scale": "smoke"}, [yes], [], 0.0)  # a study
     claims = book_claims("smoke")
-    assert list(zip(claims.chapter, claims.id)) == [("capacity_vs_data", "up"), ("capacity_vs_data", "fixed"),
-                                                    ("data_ordering", "down")]  # _toc.yml order
-    assert claims.loc[0, "effect_fraction"] == pytest.approx(0.5) and claims.loc[0, "n_seeds"] == 3
+    assert list(zip(claims.chapter, claims.id)) == [("choosing_a_scale", "up"), ("capacity_vs_data", "up"),
+                                                    ("capacity_vs_data", "fixed"), ("data_ordering", "down")]  # _toc.yml order
+    assert claims.loc[1, "effect_fraction"] == pytest.approx(0.5) and claims.loc[1, "n_seeds"] == 3
     tally = verdict_tally(claims)
-    assert tally.loc[("whole book", "claim"), "reproduced"] == 1
-    assert tally.loc[("whole book", "claim"), "not reproduced"] == 1
-    assert tally.loc[("whole book", "check"), "holds"] == 1
+    book = "whole book (without studies)"
+    assert tally.loc[("choosing_a_scale", "claim"), "reproduced"] == 1
+    assert tally.loc[(book, "claim"), "reproduced"] == 1  # the study's claim is not counted again
+    assert tally.loc[(book, "claim"), "not reproduced"] == 1
+    assert tally.loc[(book, "check"), "holds"] == 1 and tally.loc[(book, "check"), "reproduced"] == 0
     assert main(["claims", "--scale", "smoke"]) == 0
     out = capsys.readouterr().out
-    assert "whole book" in out and "[reproduced] goes up" in out and "[not reproduced] goes down" in out
+    assert book in out and "[reproduced] goes up" in out and "[not reproduced] goes down" in out
     assert main(["claims", "--scale", "smoke", "--json"]) == 0
-    assert [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()] == ["up", "fixed", "down"]
+    strict = lambda line: json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    records = [strict(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["id"] for r in records] == ["up", "up", "fixed", "down"]
+    assert records[3]["effect_fraction"] is None  # no paper effect: null, not NaN

@@ -1,5 +1,6 @@
 """A chapter's runs: published ones read without training, the rest trained (in parallel) and published."""
 import json
+import shutil
 
 import pytest
 
@@ -77,7 +78,10 @@ def test_runs_whose_weights_a_later_stage_reads_are_published_with_them(results_
     sweep.run_summaries(cfgs, "quick", jobs=1, retrain=True)  # re-trained by a reader that names no weights
     assert len(trained) == 2 and (published_root("quick") / run_id / "model.pt").read_bytes() == b"weights of training 2"
     (published_root("quick") / run_id / "model.pt").unlink()
-    Run(cfgs[0].to_dict()).weights_path.unlink()  # a fresh clone: the teacher's weights nowhere
+    Run(cfgs[0].to_dict()).weights_path.unlink()  # stored, finished, but without its weights: said, not guessed
+    with pytest.raises(UserError, match=f"run {run_id} is stored without its weights"):
+        sweep.run_summaries(cfgs, "quick", jobs=1, retrain=False, weights_read={run_id})
+    shutil.rmtree(Run(cfgs[0].to_dict()).dir)  # a fresh clone: the teacher's weights nowhere
     sweep.run_summaries(cfgs, "quick", jobs=1, retrain=False, weights_read={run_id})
     assert trained == [run_id] * 3 and (published_root("quick") / run_id / "model.pt").exists()
 
@@ -127,3 +131,13 @@ def test_parallel_runs_equal_the_same_runs_trained_one_by_one(results_dir, tmp_p
     strip = lambda s: json.dumps({k: v for k, v in s.items() if k not in TIMING_FIELDS}, sort_keys=True)  # NaN == NaN
     assert [strip(s) for s in parallel] == [strip(s) for s in serial]
     assert all((results_dir / "smoke" / "runs" / s["run_id"] / "summary.json").exists() for s in parallel)
+
+
+def test_a_stopped_run_crosses_the_process_boundary():
+    """A worker's run that stops (a non-finite loss) reaches the sweep as itself, not as a broken pool."""
+    import pickle
+
+    from ssl_src.errors import TrainingStopped
+
+    back = pickle.loads(pickle.dumps(TrainingStopped("loss is nan at step 7", 1)))
+    assert isinstance(back, TrainingStopped) and str(back) == "loss is nan at step 7" and back.exit_code == 1

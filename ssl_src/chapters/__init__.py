@@ -87,19 +87,23 @@ def chapter_runs(chapter: str, scale: str, given: dict, *, jobs: int | None = No
                  progress: bool = True) -> list[dict]:
     """Every stored run a chapter uses at a scale: read from the published set, or trained and published
     (`python -m ssl_src runs`: the training of a chapter without executing its notebook)."""
-    from ..sweep import run_summaries
-
     module = chapter_module(chapter)
     if module is None or not hasattr(module, "configs"):
         raise UserError(f"chapter {chapter} trains no stored runs")
     params = resolve_parameters(module.PRESETS, scale, **given)
     module.check(params)
-    # a chapter whose runs read other runs (a distilled student, its teacher) trains them in stages, and
-    # publishes the weights of the runs read
     stages = module.stages(params) if hasattr(module, "stages") else [module.configs(params)]
+    return [summary for stage in staged_summaries(stages, scale, jobs=jobs, retrain=retrain, progress=progress)
+            for summary in stage]
+
+
+def staged_summaries(stages: list[list], scale: str, **sweep) -> list[list[dict]]:
+    """Stage by stage, the summaries of runs that read earlier stages' runs (a distilled student its teacher's
+    weights): each stage trained after the one before, the weights of the runs read published with them."""
+    from ..sweep import run_summaries
+
     read = {cfg.teacher for stage in stages for cfg in stage if cfg.teacher}
-    return [summary for stage in stages
-            for summary in run_summaries(stage, scale, jobs=jobs, retrain=retrain, progress=progress, weights_read=read)]
+    return [run_summaries(stage, scale, weights_read=read, **sweep) for stage in stages]
 
 
 def published_json(scale: str, name: str, compute) -> dict:

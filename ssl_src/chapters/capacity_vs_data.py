@@ -61,7 +61,8 @@ def config(p: dict, arch: str, width: int, subset: float, seed: int, steps: int,
 
 def nets(p: dict) -> list[tuple[str, int]]:
     """(arch, width) of every net: each of `archs` at each of `widths` (the narrow/wide contrast), then each of
-    `deeper_archs` at the narrowest width only (the depth contrast at equal width, without a wide deep net)."""
+    `deeper_archs` at the narrowest width only (the depth contrast at equal width, without a wide deep net).
+    The claims compare every other net at the narrowest width with the first of `archs` as the deeper one."""
     narrow = min(p["widths"])
     return ([(arch, width) for arch in p["archs"] for width in p["widths"]]
             + [(arch, narrow) for arch in p["deeper_archs"] if arch not in p["archs"]])

@@ -14,8 +14,8 @@ from ..claims import claim, condition_by_seed, mean_sd, paired_conditions
 from ..config import TrainConfig
 from ..errors import UserError
 from ..store import Run, find_run
-from ..sweep import resolve, run_summaries
-from . import core_hours, learned_features
+from ..sweep import resolve
+from . import core_hours, learned_features, staged_summaries
 from . import capacity_vs_data as capacity
 from . import data_ordering, other_methods
 
@@ -101,11 +101,10 @@ def check(p: dict) -> None:
 
 
 def run_table(p: dict, progress: bool = True) -> pd.DataFrame:
-    rows = []
-    for stage in staged_settings(p):
-        summaries = run_summaries([c for _, c in stage], p["scale"], progress=progress)
-        rows += [dict(summary, **s) for (s, _), summary in zip(stage, summaries)]
-    return pd.DataFrame(rows)
+    staged = staged_settings(p)
+    summaries = staged_summaries([[c for _, c in stage] for stage in staged], p["scale"], progress=progress)
+    return pd.DataFrame([dict(summary, **s) for stage, done in zip(staged, summaries)
+                         for (s, _), summary in zip(stage, done)])
 
 
 def table(runs: pd.DataFrame) -> pd.DataFrame:
