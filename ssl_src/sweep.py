@@ -129,12 +129,10 @@ def run_summaries(cfgs: list[TrainConfig], scale: str, *, jobs: int | None = Non
                                     "runs read: train it again with python -m ssl_src train ... --force")
                 publish(run, scale, weights=True)
             summaries[run.id] = published.summary()
-    todo = list({run.id: cfg for run, cfg in zip(runs, cfgs) if run.id not in summaries}.values())
+    todo = list({run.id: (run, cfg) for run, cfg in zip(runs, cfgs) if run.id not in summaries}.values())
     if len(todo) <= 1 or jobs == 1:
-        for cfg in todo:
-            summary = train(cfg, progress=progress)
-            summaries[summary["run_id"]] = summary
-            run = Run(cfg.to_dict())
+        for run, cfg in todo:
+            summaries[run.id] = train(cfg, progress=progress)
             publish(run, scale, weights=run.id in weights_read)
     else:
         workers = min(jobs, len(todo))
@@ -142,8 +140,7 @@ def run_summaries(cfgs: list[TrainConfig], scale: str, *, jobs: int | None = Non
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool, \
                 tqdm(total=len(todo), desc=f"{len(todo)} runs, {workers} at a time", disable=not progress,
                      file=sys.stderr, ncols=100) as bar:
-            futures = {pool.submit(_train_one, cfg, threads, scale, Run(cfg.to_dict()).id in weights_read):
-                       Run(cfg.to_dict()).id for cfg in todo}
+            futures = {pool.submit(_train_one, cfg, threads, scale, run.id in weights_read): run.id for run, cfg in todo}
             failed = []  # a run that fails is reported at once; the others go on (each is published as it ends)
             for future in as_completed(futures):
                 bar.update(1)
