@@ -1,4 +1,4 @@
-"""`python -m ssl_src`: train, data, chapter, book, runs, replay, bench and probe-convs commands.
+"""`python -m ssl_src`: train, data, chapter, book, runs, claims, diagnose, replay, bench and probe-convs commands.
 
 Bad input is one line on stderr and exit code 2; `--debug` shows the traceback instead.
 """
@@ -160,6 +160,19 @@ def cmd_claims(args) -> int:
     return 0
 
 
+def cmd_diagnose(args) -> int:
+    from .diagnose import describe, diagnose, save_plot
+
+    report = diagnose(args.path, args.config, args.images)
+    if args.plot:
+        save_plot(report, args.plot)
+    if args.json:
+        print(json.dumps(json_safe(report), allow_nan=False))
+    else:
+        print(describe(report) + (f"\nspectrum figure: {args.plot}" if args.plot else ""))
+    return 0
+
+
 def cmd_replay(args) -> int:
     import os
     import subprocess
@@ -232,6 +245,19 @@ def build_parser() -> argparse.ArgumentParser:
     claims.add_argument("--scale", default="quick", help=f"one of {', '.join(SCALES)} (default %(default)s)")
     claims.add_argument("--json", action="store_true", help="print one JSON object per claim instead of the tables")
     claims.set_defaults(func=cmd_claims)
+
+    from .diagnose import DEFAULT_IMAGES
+
+    diagnose = sub.add_parser("diagnose", help="the collapse report (AUC, effective rank, normalised std, a plain "
+                              "reading) of a run directory, a model or checkpoint, or an N x d feature matrix")
+    diagnose.add_argument("path", help="a run directory, model.pt / checkpoint.pt beside its run's config.json, "
+                          "or a feature matrix (.npy, .pt; N samples x d dims)")
+    diagnose.add_argument("--config", metavar="FILE", help="the run's config.json, for weights kept elsewhere")
+    diagnose.add_argument("--images", type=int, default=DEFAULT_IMAGES,
+                          help="training images a model embeds for its report (default %(default)s)")
+    diagnose.add_argument("--plot", metavar="FILE", help="save the spectrum figure (.png, .pdf, .svg)")
+    diagnose.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
+    diagnose.set_defaults(func=cmd_diagnose)
 
     replay = sub.add_parser("replay", help="re-train published runs and compare them with what was published")
     replay.add_argument("--steps", type=int, default=REPLAY_STEPS,

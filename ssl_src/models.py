@@ -112,6 +112,17 @@ def build_backbone(arch: str, width: int, in_chans: int, stem: str = "cifar", im
     return timm.create_model(f"scaled_{arch}", width=width, stem=stem, in_chans=in_chans)
 
 
+def trained_backbone(stored_config: dict, state: dict) -> nn.Module:
+    """The backbone of a stored run: built from its config, its weights taken from the method's state dict."""
+    from .data import manifest
+
+    backbone = build_backbone(stored_config["arch"], stored_config["width"], manifest(stored_config["dataset"])["channels"],
+                              stored_config["stem"], stored_config["image_size"],
+                              stored_config.get("freeze_patch_embed", True))
+    backbone.load_state_dict({k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")})
+    return backbone
+
+
 def mlp(dims: list[int], *, last_bn: bool = True, last_bn_affine: bool = True, last_bias: bool = False) -> nn.Sequential:
     """Linear-BN-ReLU blocks; the last block has BN (optionally without affine) and no ReLU.
 

@@ -239,6 +239,21 @@ def copy_small_files(run: StoredRun, destination: Path, extra: tuple[str, ...] =
     return copy
 
 
+def read_checkpoint(path: Path) -> dict:
+    """A training checkpoint (`Run.save_checkpoint`) read and checked against its sha256; ValueError (or what
+    torch.load raises) when it is none."""
+    stored = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(stored, dict) or "payload" not in stored or "sha256" not in stored:
+        raise ValueError("not a training checkpoint")
+    payload = stored["payload"].numpy().tobytes()
+    if hashlib.sha256(payload).hexdigest() != stored["sha256"]:
+        raise ValueError("its sha256 does not match its content")
+    state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or "step" not in state or "model" not in state:
+        raise ValueError("not a training checkpoint")
+    return state
+
+
 class Run(StoredRun):
     """One run directory of the working store: config.json, metrics.jsonl (per-step), monitor.jsonl,
     provenance.json, model.pt, summary.json; while training, checkpoint.pt and checkpoint.prev.pt."""
@@ -288,12 +303,8 @@ class Run(StoredRun):
             if not path.exists():
                 continue
             try:
-                stored = torch.load(path, map_location="cpu", weights_only=True)
-                payload = stored["payload"].numpy().tobytes()
-                if hashlib.sha256(payload).hexdigest() != stored["sha256"]:
-                    raise ValueError("its sha256 does not match its content")
-                state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-                if not isinstance(state, dict) or state.get("run_id") != self.id or "step" not in state:
+                state = read_checkpoint(path)
+                if state.get("run_id") != self.id:
                     raise ValueError("not a checkpoint of this run")
                 return state | {"path": str(path)}
             except (OSError, RuntimeError, EOFError, ValueError, KeyError, TypeError, AttributeError, pickle.UnpicklingError,

@@ -174,4 +174,5 @@ def test_data_verify_fails_without_any_copy(tmp_path):
 @pytest.mark.slow
 def test_help_lists_every_command():
     code, out, _ = run_cli("--help")
-    assert code == 0 and all(cmd in out for cmd in ("train", "data", "chapter", "book", "runs", "replay", "bench", "probe-convs"))
+    assert code == 0 and all(cmd in out for cmd in ("train", "data", "chapter", "book", "runs", "claims", "diagnose", "replay",
+                                          "bench", "probe-convs"))

@@ -14,17 +14,12 @@ def teacher_backbone(run_id: str) -> nn.Module:
     """The backbone of a finished run in the run store or a published set, read through the store."""
     import pickle
 
-    from ..data import manifest
-    from ..models import build_backbone
+    from ..models import trained_backbone
     from ..store import find_run
 
     try:
         run = find_run(run_id)
-        stored = run.stored_config()
-        backbone = build_backbone(stored["arch"], stored["width"], manifest(stored["dataset"])["channels"],
-                                  stored["stem"], stored["image_size"], stored.get("freeze_patch_embed", True))
-        state = run.weights()
-        backbone.load_state_dict({k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")})
+        backbone = trained_backbone(run.stored_config(), run.weights())
     except (UserError, OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError) as exc:
         raise UserError(f"teacher run {run_id!r} not found or unreadable ({exc})") from None
     return backbone
