@@ -69,6 +69,9 @@ def test_smoke_book_builds_offline_html(results_dir):
         assert claims[claim_id] in VERDICTS
         assert f'<strong><span class="pasted-text">{claims[claim_id]}</span></strong>' in page, (claim_id, claims[claim_id])
     assert "Where these numbers come from." in page and "re-computed here" in page
+    assert 'href="bibliography.html#' in page  # its {cite} links resolve to the bibliography page
+    assert "Understanding collapse in non-contrastive Siamese representation learning" in (
+        html_dir / "book" / "bibliography.html").read_text()
     checks = json.loads((results_dir / "smoke" / "chapters" / "learning_dynamics.json").read_text())["claims"]
     assert checks and all(c["kind"] == "check" and c["verdict"] in ("holds", "fails") for c in checks)
     assert json.loads((results_dir / "smoke" / "chapters" / "build_times.json").read_text())["chapters"]["capacity_vs_data"] > 0
@@ -91,6 +94,22 @@ def test_a_second_book_build_of_a_scale_waits_for_the_first(monkeypatch, capsys)
     thread.join(5)
     assert events == ["first build ends", "build smoke"]
     assert "another book build of the smoke scale is running here; waiting" in capsys.readouterr().err
+
+
+def test_every_citation_has_its_reference():
+    """`{cite}` keys of every page are entries of book/references.bib (an unknown key would only warn in a build
+    without -W), and the references the book promises are there."""
+    bib = (REPO_ROOT / "book" / "references.bib").read_text()
+    entries = set(re.findall(r"^@\w+\{([^,]+),", bib, flags=re.M))
+    pages = [p.read_text() for p in (REPO_ROOT / "book").glob("*.md")]
+    pages += ["".join(c.source) for p in (REPO_ROOT / "book").glob("*.ipynb") for c in nbformat.read(p, 4).cells
+              if c.cell_type == "markdown"]
+    cited = {key.strip() for page in pages for keys in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", page)
+             for key in keys.split(",")}
+    assert cited <= entries, cited - entries
+    assert {"li2022collapse", "tian2021directpred", "chen2021simsiam", "grill2020byol", "chen2021mocov3",
+            "dwibedi2021nnclr", "garrido2023rankme", "wu2018instance"} <= cited
+    assert "book/bibliography" in (REPO_ROOT / "_toc.yml").read_text()
 
 
 def test_no_notebook_has_tex_eaten_by_a_python_escape():
