@@ -36,6 +36,26 @@ def chapter_names() -> list[str]:
     return [Path(e).name for e in entries if (REPO_ROOT / f"{e}.ipynb").exists()]
 
 
+def page_title(name: str) -> str:
+    """The first heading of a page of the book (`book/NAME.ipynb` or `.md`), or its name."""
+    import re
+
+    for suffix in (".ipynb", ".md"):
+        path = REPO_ROOT / "book" / f"{name}{suffix}"
+        if path.exists():
+            match = re.search(r"^# (.+?)\s*$", path.read_text() if suffix == ".md" else _first_markdown(path), flags=re.M)
+            if match:
+                return match.group(1)
+    return name
+
+
+def _first_markdown(path: Path) -> str:
+    import json
+
+    cells = json.loads(path.read_text())["cells"]
+    return next(("".join(c["source"]) for c in cells if c["cell_type"] == "markdown"), "")
+
+
 def parse_parameters(pairs: list[list[str]]) -> dict:
     """`-p NAME VALUE` pairs, each VALUE read as YAML (so 3, 0.5, [0, 1] and text all work)."""
     params = {}

@@ -112,6 +112,45 @@ def verdict_tally(claims: pd.DataFrame) -> pd.DataFrame:
     return counts.fillna(0).astype(int)
 
 
+def claims_summary(claims: pd.DataFrame):
+    """The summary page's table: every claim and check with a link to its chapter, the paper's number, ours, the
+    effect as a fraction of the paper's and the verdict (`book_claims` rows)."""
+    from .book import page_title
+
+    def effect(row) -> str:
+        fraction = row.effect_fraction
+        return "" if fraction is None or pd.isna(fraction) else f"{100 * fraction:.0f} %"
+
+    table = pd.DataFrame({
+        "chapter": [f'<a href="{c}.html">{page_title(c)}</a>' + (" (study)" if study else "")
+                    for c, study in zip(claims.chapter, claims.study)],
+        "claim or check": claims.statement, "paper": claims.paper, "ours": claims.ours,
+        "effect, fraction of the paper's": [effect(r) for r in claims.itertuples()], "verdict": claims.verdict})
+    return table.style.hide(axis="index").set_properties(**{"text-align": "left", "white-space": "pre-wrap"})
+
+
+def verdicts_figure(claims: pd.DataFrame):
+    """Verdicts per chapter as stacked bars (claims and checks apart), the book's chapters top to bottom."""
+    import matplotlib.pyplot as plt
+
+    from .book import page_title
+    from .claims import CHECK_VERDICTS, VERDICTS
+
+    colours = {"reproduced": "tab:green", "not reproduced": "tab:red", "inconclusive": "tab:grey",
+               "holds": "tab:blue", "fails": "tab:orange", "not measured": "white"}
+    counts = pd.crosstab(claims.chapter, claims.verdict).reindex(list(dict.fromkeys(claims.chapter)))
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(counts) + 1.2))
+    left = pd.Series(0, index=counts.index)
+    for verdict in [v for v in VERDICTS + CHECK_VERDICTS if v in counts]:
+        ax.barh([page_title(c) for c in counts.index], counts[verdict], left=left, color=colours.get(verdict), label=verdict)
+        left += counts[verdict]
+    ax.invert_yaxis()
+    ax.set_xlabel("claims and checks")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def provenance(results_path: Path, run_ids: list[str], scale: str) -> pd.DataFrame:
     """Where and how the chapter's runs were trained (every distinct machine, precision and torch), and its
     results file."""

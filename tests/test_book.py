@@ -70,6 +70,8 @@ def test_smoke_book_builds_offline_html(results_dir):
         assert f'<strong><span class="pasted-text">{claims[claim_id]}</span></strong>' in page, (claim_id, claims[claim_id])
     assert "Where these numbers come from." in page and "re-computed here" in page
     assert 'href="bibliography.html#' in page  # its {cite} links resolve to the bibliography page
+    summary = (html_dir / "book" / "summary_of_claims.html").read_text()
+    assert "check the pipeline, not the papers" in summary and '<a href="capacity_vs_data.html">' in summary
     assert "Understanding collapse in non-contrastive Siamese representation learning" in (
         html_dir / "book" / "bibliography.html").read_text()
     checks = json.loads((results_dir / "smoke" / "chapters" / "learning_dynamics.json").read_text())["claims"]

@@ -61,3 +61,34 @@ def test_the_book_claims_gather_every_rendered_chapter_in_book_order(results_dir
     records = [strict(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["id"] for r in records] == ["up", "up", "fixed", "down"]
     assert records[3]["effect_fraction"] is None  # no paper effect: null, not NaN
+
+
+def test_the_summary_page_links_each_claim_to_its_chapter(results_dir):
+    """The summary page's table: one row per claim and check, its chapter's title linked to its page, the effect
+    as a percentage of the paper's where the paper has one; the figure stacks the verdicts per chapter."""
+    from ssl_src.chapters import write_chapter_results
+    from ssl_src.claims import claim, deterministic_check
+
+    yes = claim("up", "goes up", "+1 in the paper", [1.0, 1.1, 0.9], +1, "up - down", paper_effect=2.0)
+    no = claim("down", "goes down", "-1 in the paper", [1.0, 1.1, 0.9], -1, "down - up")
+    check = deterministic_check("fixed", "a fixed point", "theory", 0.0, True, "distance")
+    write_chapter_results("capacity_vs_data", {"scale": "smoke"}, [yes, check], [], 0.0)
+    write_chapter_results("data_ordering", {"scale": "smoke"}, [no], [], 0.0)
+    table = report.claims_summary(report.book_claims("smoke")).data
+    assert list(table["claim or check"]) == ["goes up", "a fixed point", "goes down"]
+    assert table.loc[0, "chapter"] == '<a href="capacity_vs_data.html">Capacity vs data: does more data make SimSiam collapse?</a>'
+    assert list(table["effect, fraction of the paper's"]) == ["50 %", "", ""]
+    assert list(table.verdict) == ["reproduced", "holds", "not reproduced"]
+    html = report.claims_summary(report.book_claims("smoke")).to_html()
+    assert '<a href="data_ordering.html">' in html  # not escaped
+    fig = report.verdicts_figure(report.book_claims("smoke"))
+    bars = {(round(p.get_x()), round(p.get_width())) for p in fig.axes[0].patches if p.get_width() > 0}
+    assert bars == {(0, 1), (1, 1)}  # capacity: 1 reproduced then 1 holds; data ordering: 1 not reproduced at 0
+
+
+def test_a_page_title_is_its_first_heading():
+    from ssl_src.book import page_title
+
+    assert page_title("capacity_vs_data") == "Capacity vs data: does more data make SimSiam collapse?"
+    assert page_title("bibliography") == "Bibliography"  # a Markdown page
+    assert page_title("no_such_page") == "no_such_page"
