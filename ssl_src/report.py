@@ -109,24 +109,37 @@ def verdict_tally(claims: pd.DataFrame) -> pd.DataFrame:
     book = claims[~claims.study.astype(bool)]
     for kind in sorted(set(book.kind)):
         counts.loc[("whole book (without studies)", kind), :] = book[book.kind == kind].verdict.value_counts()
-    return counts.fillna(0).astype(int)
+    from .claims import CHECK_VERDICTS, VERDICTS
+
+    order = [v for v in VERDICTS + CHECK_VERDICTS if v in counts] + [v for v in counts if v not in VERDICTS + CHECK_VERDICTS]
+    return counts[order].fillna(0).astype(int)
+
+
+VERDICT_COLOURS = {"reproduced": "tab:green", "not reproduced": "tab:red", "inconclusive": "tab:grey",
+                   "holds": "tab:blue", "fails": "tab:orange", "not measured": "white"}
 
 
 def claims_summary(claims: pd.DataFrame):
-    """The summary page's table: every claim and check with a link to its chapter, the paper's number, ours, the
-    effect as a fraction of the paper's and the verdict (`book_claims` rows)."""
+    """The summary page's table: every claim and check, the chapter's title (linked to its page) on its first
+    row, the paper's number, ours, the effect as a fraction of the paper's and the verdict (`book_claims` rows)."""
+    from matplotlib.colors import to_rgba
+
     from .book import page_title
 
     def effect(row) -> str:
         fraction = row.effect_fraction
         return "" if fraction is None or pd.isna(fraction) else f"{100 * fraction:.0f} %"
 
+    first = ~claims.chapter.duplicated()
     table = pd.DataFrame({
-        "chapter": [f'<a href="{c}.html">{page_title(c)}</a>' + (" (study)" if study else "")
-                    for c, study in zip(claims.chapter, claims.study)],
+        "chapter": [f'<a href="{c}.html">{page_title(c)}</a>' + (" (study)" if study else "") if shown else ""
+                    for c, study, shown in zip(claims.chapter, claims.study, first)],
         "claim or check": claims.statement, "paper": claims.paper, "ours": claims.ours,
         "effect, fraction of the paper's": [effect(r) for r in claims.itertuples()], "verdict": claims.verdict})
-    return table.style.hide(axis="index").set_properties(**{"text-align": "left", "white-space": "pre-wrap"})
+    tint = lambda verdict: "background-color: rgba({:.0f}, {:.0f}, {:.0f}, 0.25)".format(
+        *(255 * c for c in to_rgba(VERDICT_COLOURS.get(verdict, "white"))[:3]))
+    return (table.style.hide(axis="index").map(tint, subset=["verdict"])
+            .set_properties(**{"text-align": "left", "white-space": "pre-wrap", "vertical-align": "top"}))
 
 
 def verdicts_figure(claims: pd.DataFrame):
@@ -136,13 +149,11 @@ def verdicts_figure(claims: pd.DataFrame):
     from .book import page_title
     from .claims import CHECK_VERDICTS, VERDICTS
 
-    colours = {"reproduced": "tab:green", "not reproduced": "tab:red", "inconclusive": "tab:grey",
-               "holds": "tab:blue", "fails": "tab:orange", "not measured": "white"}
     counts = pd.crosstab(claims.chapter, claims.verdict).reindex(list(dict.fromkeys(claims.chapter)))
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(counts) + 1.2))
+    fig, ax = plt.subplots(figsize=(9, 0.4 * len(counts) + 1.2))
     left = pd.Series(0, index=counts.index)
     for verdict in [v for v in VERDICTS + CHECK_VERDICTS if v in counts]:
-        ax.barh([page_title(c) for c in counts.index], counts[verdict], left=left, color=colours.get(verdict), label=verdict)
+        ax.barh([page_title(c) for c in counts.index], counts[verdict], left=left, color=VERDICT_COLOURS[verdict], label=verdict)
         left += counts[verdict]
     ax.invert_yaxis()
     ax.set_xlabel("claims and checks")

@@ -77,6 +77,7 @@ def test_the_summary_page_links_each_claim_to_its_chapter(results_dir):
     table = report.claims_summary(report.book_claims("smoke")).data
     assert list(table["claim or check"]) == ["goes up", "a fixed point", "goes down"]
     assert table.loc[0, "chapter"] == '<a href="capacity_vs_data.html">Capacity vs data: does more data make SimSiam collapse?</a>'
+    assert table.loc[1, "chapter"] == ""  # the title once per chapter
     assert list(table["effect, fraction of the paper's"]) == ["50 %", "", ""]
     assert list(table.verdict) == ["reproduced", "holds", "not reproduced"]
     html = report.claims_summary(report.book_claims("smoke")).to_html()
