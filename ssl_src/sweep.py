@@ -96,6 +96,17 @@ def describe_source(cfgs: list[TrainConfig], scale: str) -> str:
                            [p.get("finished_at", "")[:10] for p in provenances if p.get("finished_at")])
 
 
+def in_notebook() -> bool:
+    """Running in a Jupyter kernel (a chapter executed by papermill), where every update of a progress bar stays
+    on the page as a block of its own."""
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def run_label(cfg: TrainConfig) -> str:
+    return f"{cfg.method} {cfg.arch} w{cfg.width} subset {cfg.subset:g} {cfg.ordering} seed {cfg.seed}, {cfg.steps} steps"
+
+
 def _train_one(cfg: TrainConfig, threads: int, scale: str, weights: bool) -> dict:
     """One run in a worker process: its share of the cores, no progress bar; published when done."""
     torch.set_num_threads(threads)
@@ -130,19 +141,28 @@ def run_summaries(cfgs: list[TrainConfig], scale: str, *, jobs: int | None = Non
                 publish(run, scale, weights=True)
             summaries[run.id] = published.summary()
     todo = list({run.id: (run, cfg) for run, cfg in zip(runs, cfgs) if run.id not in summaries}.values())
+    lines = progress and in_notebook()  # one line per run, not a block per progress-bar update
+
+    def note(done: int, cfg: TrainConfig, summary: dict) -> None:
+        if lines:
+            print(f"trained run {done} of {len(todo)}: {run_label(cfg)} ({summary['run_id']}), "
+                  f"{summary['train_seconds']:.0f} s", flush=True)
+
     if len(todo) <= 1 or jobs == 1:
-        for run, cfg in todo:
-            summaries[run.id] = train(cfg, progress=progress)
+        for i, (run, cfg) in enumerate(todo, 1):
+            summaries[run.id] = train(cfg, progress=progress and not lines)
             publish(run, scale, weights=run.id in weights_read)
+            note(i, cfg, summaries[run.id])
     else:
         workers = min(jobs, len(todo))
         threads = max(1, torch.get_num_threads() // workers)
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool, \
-                tqdm(total=len(todo), desc=f"{len(todo)} runs, {workers} at a time", disable=not progress,
+                tqdm(total=len(todo), desc=f"{len(todo)} runs, {workers} at a time", disable=not progress or lines,
                      file=sys.stderr, ncols=100) as bar:
+            cfgs_by_id = {run.id: cfg for run, cfg in todo}
             futures = {pool.submit(_train_one, cfg, threads, scale, run.id in weights_read): run.id for run, cfg in todo}
             failed = []  # a run that fails is reported at once; the others go on (each is published as it ends)
-            for future in as_completed(futures):
+            for done, future in enumerate(as_completed(futures), 1):
                 bar.update(1)
                 try:
                     summary = future.result()
@@ -151,6 +171,7 @@ def run_summaries(cfgs: list[TrainConfig], scale: str, *, jobs: int | None = Non
                     bar.write(f"FAILED {failed[-1]}")
                     continue
                 summaries[summary["run_id"]] = summary
+                note(done, cfgs_by_id[summary["run_id"]], summary)
         if failed:
             raise UserError(f"{len(failed)} of {len(todo)} runs failed, the others are published; first: {failed[0]}")
     return [summaries[run.id] for run in runs]

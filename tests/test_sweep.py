@@ -141,3 +141,29 @@ def test_a_stopped_run_crosses_the_process_boundary():
 
     back = pickle.loads(pickle.dumps(TrainingStopped("loss is nan at step 7", 1)))
     assert isinstance(back, TrainingStopped) and str(back) == "loss is nan at step 7" and back.exit_code == 1
+
+
+@pytest.mark.parametrize("kernel", [False, True])
+def test_in_a_notebook_each_run_is_one_line_not_a_progress_bar(kernel, results_dir, monkeypatch, capsys):
+    """In a Jupyter kernel every update of a progress bar stays on the page as a block of its own."""
+
+    cfgs = smoke_configs(2)
+    bars = []
+
+    def fake_train(cfg, progress=True):
+        bars.append(progress)
+        run = Run(cfg.to_dict())
+        run.start()
+        run.finish({"run_id": run.id, "train_seconds": 12.3}, {"hardware": "here", "wall_seconds": 1.0})
+        return run.summary()
+
+    monkeypatch.setattr(sweep, "train", fake_train)
+    assert not sweep.in_notebook()  # pytest is no Jupyter kernel
+    monkeypatch.setattr(sweep, "in_notebook", lambda: kernel)
+    sweep.run_summaries(cfgs, "quick", jobs=1, retrain=False)
+    out = capsys.readouterr().out.splitlines()
+    if kernel:
+        assert bars == [False, False] and len(out) == 2
+        assert out[0].startswith("trained run 1 of 2: simsiam resnet18 w4") and out[1].endswith(", 12 s")
+    else:
+        assert bars == [True, True] and out == []
