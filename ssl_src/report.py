@@ -162,6 +162,37 @@ def verdicts_figure(claims: pd.DataFrame):
     return fig
 
 
+def run_yourself(chapter: str, cores: int = 2):
+    """How to run this chapter at each scale, and what a re-train at the quick scale costs: the wall times its
+    published quick runs took (core-hours / `cores`)."""
+    from IPython.display import Markdown
+
+    from .book import notebook_parameters
+    from .chapters import chapter_module, core_hours, resolve_parameters
+    from .store import Run, published_run
+    from .sweep import resolve
+
+    command = f"python -m ssl_src chapter {chapter}"
+    module = chapter_module(chapter)
+    retrain, quick = "", f"`{command}` runs the quick scale (the default)."
+    if module is not None and hasattr(module, "configs"):
+        quick = f"`{command}` renders the quick scale from the published runs in about a minute."
+        ids = {Run(cfg.to_dict()).id for cfg in resolve(module.configs(resolve_parameters(module.PRESETS, "quick")))}
+        published = [run for run in map(lambda i: published_run(i, "quick"), sorted(ids)) if run.finished()]
+        retrain = (f" Add `--retrain` to train its {len(ids)} quick runs again: about "
+                   f"{core_hours(published) / cores:.1f} h on {cores} cores, from the wall times of the "
+                   f"{len(published)} published ones.")
+    example = next((f' -p {name} "{value}"' for name, value in (("seeds", "[0, 1, 2]"), ("steps", "100"))
+                    if name in notebook_parameters(chapter)), "")
+    return Markdown(
+        f"**Run this chapter yourself** (from a clone, after `make setup data`): `{command} --scale smoke` takes "
+        f"seconds to minutes (tiny nets, a few steps: it proves the pipeline, not the paper); {quick}{retrain} "
+        f"`{command} --scale paper` is the paper's "
+        f"recipe, for GPUs (README, *Paper scale on GPUs*). Any parameter of the table changes with "
+        f"`-p NAME VALUE`{f' (e.g. `{command}{example}`)' if example else ''}, or with papermill itself: "
+        f"`papermill book/{chapter}.ipynb out.ipynb -p scale quick`.")
+
+
 def provenance(results_path: Path, run_ids: list[str], scale: str) -> pd.DataFrame:
     """Where and how the chapter's runs were trained (every distinct machine, precision and torch), and its
     results file."""

@@ -93,3 +93,20 @@ def test_a_page_title_is_its_first_heading():
     assert page_title("capacity_vs_data") == "Capacity vs data: does more data make SimSiam collapse?"
     assert page_title("bibliography") == "Bibliography"  # a Markdown page
     assert page_title("no_such_page") == "no_such_page"
+
+
+def test_each_chapter_says_how_to_run_it_and_what_a_retrain_costs():
+    import re
+
+    from ssl_src.chapters import retrain_budget
+
+    text = report.run_yourself("capacity_vs_data").data
+    assert "`python -m ssl_src chapter capacity_vs_data --scale smoke`" in text and "--scale paper" in text
+    assert '-p seeds "[0, 1, 2]"' in text and "papermill book/capacity_vs_data.ipynb" in text
+    found = re.search(r"train its (\d+) quick runs again: about ([\d.]+) h on 2 cores, from the wall times of the "
+                      r"(\d+) published ones", text)
+    row = retrain_budget("quick").loc["capacity_vs_data"]
+    assert int(found[1]) == row.runs and int(found[3]) == row.published
+    assert float(found[2]) == pytest.approx(row.hours_on_2_cores, abs=0.05)
+    prose = report.run_yourself("learning_dynamics").data  # trains no runs
+    assert "--retrain" not in prose and "runs the quick scale (the default)" in prose
