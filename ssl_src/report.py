@@ -162,9 +162,13 @@ def verdicts_figure(claims: pd.DataFrame):
     return fig
 
 
-def run_yourself(chapter: str, cores: int = 2):
+SMOKE_NOTE = ("**This page was rendered at the smoke scale: its verdicts check the pipeline, not the papers** (a few "
+              "steps of tiny networks, too few seeds for a test). The book's numbers are its quick scale.")
+
+
+def run_yourself(chapter: str, scale: str, cores: int = 2):
     """How to run this chapter at each scale, and what a re-train at the quick scale costs: the wall times its
-    published quick runs took (core-hours / `cores`)."""
+    published quick runs took (core-hours / `cores`); at the smoke scale, first that its verdicts mean nothing."""
     from IPython.display import Markdown
 
     from .book import notebook_parameters
@@ -184,7 +188,7 @@ def run_yourself(chapter: str, cores: int = 2):
                    f"{len(published)} published ones.")
     example = next((f' -p {name} "{value}"' for name, value in (("seeds", "[0, 1, 2]"), ("steps", "100"))
                     if name in notebook_parameters(chapter)), "")
-    return Markdown(
+    return Markdown((SMOKE_NOTE + "\n\n" if scale == "smoke" else "") +
         f"**Run this chapter yourself** (from a clone, after `make setup data`): `{command} --scale smoke` takes "
         f"seconds to minutes (tiny nets, a few steps: it proves the pipeline, not the paper); {quick}{retrain} "
         f"`{command} --scale paper` is the paper's "

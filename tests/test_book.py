@@ -69,6 +69,7 @@ def test_smoke_book_builds_offline_html(results_dir):
         assert claims[claim_id] in VERDICTS
         assert f'<strong><span class="pasted-text">{claims[claim_id]}</span></strong>' in page, (claim_id, claims[claim_id])
     assert "Where these numbers come from." in page and "re-computed here" in page
+    assert "check the pipeline, not the papers" in page  # a smoke page says what its verdicts mean
     assert 'href="bibliography.html#' in page  # its {cite} links resolve to the bibliography page
     summary = (html_dir / "book" / "summary_of_claims.html").read_text()
     assert "check the pipeline, not the papers" in summary and '<a href="capacity_vs_data.html">' in summary

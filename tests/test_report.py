@@ -100,7 +100,7 @@ def test_each_chapter_says_how_to_run_it_and_what_a_retrain_costs():
 
     from ssl_src.chapters import retrain_budget
 
-    text = report.run_yourself("capacity_vs_data").data
+    text = report.run_yourself("capacity_vs_data", "quick").data
     assert "`python -m ssl_src chapter capacity_vs_data --scale smoke`" in text and "--scale paper" in text
     assert '-p seeds "[0, 1, 2]"' in text and "papermill book/capacity_vs_data.ipynb" in text
     found = re.search(r"train its (\d+) quick runs again: about ([\d.]+) h on 2 cores, from the wall times of the "
@@ -108,5 +108,7 @@ def test_each_chapter_says_how_to_run_it_and_what_a_retrain_costs():
     row = retrain_budget("quick").loc["capacity_vs_data"]
     assert int(found[1]) == row.runs and int(found[3]) == row.published
     assert float(found[2]) == pytest.approx(row.hours_on_2_cores, abs=0.05)
-    prose = report.run_yourself("learning_dynamics").data  # trains no runs
+    assert "check the pipeline" not in text
+    prose = report.run_yourself("learning_dynamics", "smoke").data  # trains no runs
     assert "--retrain" not in prose and "runs the quick scale (the default)" in prose
+    assert prose.startswith(report.SMOKE_NOTE)
