@@ -12,6 +12,9 @@ from .claims import describe
 from .store import find_run
 from .sweep import describe_source
 
+# A chapter's tables hold sentences (claims, settings): shown whole, never cut to pandas' 50 characters with "...".
+pd.set_option("display.max_colwidth", None)
+
 NOT_MEASURED = "not measured (left out by the parameters)"
 # The accuracies a trained chapter reports, and how each is computed (the tables say which one they show).
 ACCURACIES = {
