@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 SCALE ?= quick
 
-.PHONY: book test data setup setup-dev clean
+.PHONY: book test data setup setup-dev browser clean
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -33,8 +33,12 @@ RETRAIN ?= 0
 book: data
 	$(PY) -m ssl_src book --scale $(SCALE) $(if $(filter-out 0,$(RETRAIN)),--retrain,)
 
+# Debian's headless Chromium, for the test that reads every page of the smoke book as a browser shows it.
+browser:
+	@command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+
 # Unit and smoke tests, the replay check of the published results, then the smoke-scale book.
-test: setup-dev data
+test: setup-dev data browser
 	$(PY) -m pytest -q
 	$(PY) -m ssl_src replay
 	$(PY) -m ssl_src book --scale smoke

@@ -54,11 +54,21 @@ def test_a_cell_past_the_time_limit_fails_its_chapter_in_one_line(results_dir):
     assert "\n" not in line
 
 
+@pytest.fixture(scope="module")
+def smoke_book(tmp_path_factory):
+    """The smoke book, built once for the tests that read it: every chapter executed into a fresh run store.
+    Returns (the HTML directory, the run store)."""
+    results_dir = tmp_path_factory.mktemp("smoke_book") / "results"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SSL_RESULTS", str(results_dir))
+        assert build_book("smoke")
+    return REPO_ROOT / "_build" / "smoke" / "_build" / "html", results_dir
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # every smoke chapter, the benchmark and the convolution probe included
-def test_smoke_book_builds_offline_html(results_dir):
-    assert build_book("smoke")
-    html_dir = REPO_ROOT / "_build" / "smoke" / "_build" / "html"
+def test_smoke_book_builds_offline_html(smoke_book):
+    html_dir, results_dir = smoke_book
     page = (html_dir / "book" / "capacity_vs_data.html").read_text()
     external = re.findall(r'<(?:script|link)[^>]+(?:src|href)="(https?://[^"]+)"', page)
     assert external == []
@@ -138,3 +148,90 @@ def test_every_parameter_of_every_notebook_parses_with_its_help():
                 parsed = [p.name for p in PythonTranslator.inspect(cell)]
                 unparsed += [f"{path.name}: {name}" for name in assigned if name not in parsed]
     assert unparsed == []
+
+
+def chromium() -> str:
+    """Debian's headless Chromium (`make browser` installs it); CI must have it, elsewhere the page test skips."""
+    import os
+    import shutil
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: `make browser` (Debian's chromium) must run before the tests in CI")
+        pytest.skip("chromium is not installed (make browser)")
+    return path
+
+
+def browse(page, screenshot=None) -> str:
+    """The page's DOM after Chromium ran its scripts (MathJax, the theme), and optionally its screenshot."""
+    import subprocess
+
+    flags = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,2000",
+             "--virtual-time-budget=10000", "--disable-dev-shm-usage"]
+    if screenshot:
+        subprocess.run(flags + [f"--screenshot={screenshot}", page.as_uri()], capture_output=True, timeout=120, check=True)
+    return subprocess.run(flags + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120,
+                          check=True).stdout
+
+
+def blank(image_path) -> bool:
+    """An image of one colour (an empty figure, a page that did not paint)."""
+    from PIL import Image
+
+    with Image.open(image_path) as image:
+        low_high = image.convert("L").getextrema()
+    return low_high[0] == low_high[1]
+
+
+def page_problems(page, screenshot) -> list[str]:
+    """What a reader of `page` would see go wrong (the page rendered by Chromium, its screenshot saved)."""
+    html = page.read_text()
+    dom = browse(page, screenshot)
+    text = re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)\b.*?</\1>", " ", dom, flags=re.S))
+    problems = [f"loads {url} from the network"
+                for url in re.findall(r'<(?:script|link|img)[^>]+(?:src|href)="(https?://[^"]+)"', html)]
+    if "Traceback (most recent call last)" in text or "output traceback" in dom:
+        problems.append("a Python traceback")
+    if "{glue" in text or "glue:text" in text:
+        problems.append("a glue key left unresolved")
+    eaten = re.search(r"\bimes\b|\brac\{|\bheta\b|\x0c|\t\w", text)
+    if eaten:
+        problems.append(f"TeX eaten by an escape: {text[max(0, eaten.start() - 30):eaten.end() + 30]!r}")
+    if blank(screenshot):
+        problems.append("a blank page")
+    for src in re.findall(r'<img[^>]+src="([^"]+)"', html):
+        image = (page.parent / src).resolve()
+        if image.suffix == ".png" and "_static" not in src and (not image.exists() or blank(image)):
+            problems.append(f"an empty figure {src}")
+    return problems
+
+
+@pytest.mark.slow
+def test_the_page_check_sees_what_a_reader_would(tmp_path):
+    """A page with every fault the browser test looks for, and a clean one."""
+    from PIL import Image
+
+    Image.new("RGB", (200, 100), "white").save(tmp_path / "empty.png")
+    broken = tmp_path / "broken.html"
+    broken.write_text('<html><body><h1>Chapter</h1><p>an N imes d matrix, {glue:text}`acc`</p>'
+                      '<div class="output traceback"><pre>Traceback (most recent call last):\n  ValueError</pre></div>'
+                      '<img src="empty.png"><script src="https://cdn.example.org/x.js"></script></body></html>')
+    problems = page_problems(broken, tmp_path / "broken.png")
+    assert [p.split(" ")[0] + " " + p.split(" ")[1] for p in problems] == [
+        "loads https://cdn.example.org/x.js", "a Python", "a glue", "TeX eaten", "an empty"]
+    clean = tmp_path / "clean.html"
+    clean.write_text("<html><body><h1>Chapter</h1><p>an N x d matrix</p></body></html>")
+    assert page_problems(clean, tmp_path / "clean.png") == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_every_page_reads_in_a_browser(smoke_book, tmp_path):
+    """Each page of the smoke book as a reader sees it in headless Chromium: no Python traceback, no glue key
+    left unresolved, no TeX eaten by an escape, no empty figure, nothing from the network, not blank."""
+    html_dir, _ = smoke_book
+    pages = sorted((html_dir / "book").glob("*.html"))
+    assert {p.stem for p in pages} >= {"intro", "capacity_vs_data", "summary_of_claims", "bibliography"}
+    problems = {page.name: page_problems(page, tmp_path / f"{page.stem}.png") for page in pages}
+    assert {name: found for name, found in problems.items() if found} == {}
