@@ -125,6 +125,16 @@ def test_every_citation_has_its_reference():
     assert "book/bibliography" in (REPO_ROOT / "_toc.yml").read_text()
 
 
+def test_every_chapter_ends_with_exercises_whose_solutions_are_folded():
+    from ssl_src.book import chapter_names
+
+    for name in chapter_names():
+        cells = nbformat.read(REPO_ROOT / "book" / f"{name}.ipynb", 4).cells
+        (exercises,) = [c.source for c in cells if c.cell_type == "markdown" and c.source.startswith("## Exercises")]
+        questions = re.findall(r"^\d+\. ", exercises, flags=re.M)
+        assert questions and exercises.count("```{admonition} Solution\n:class: dropdown") == len(questions), name
+
+
 def test_no_notebook_has_tex_eaten_by_a_python_escape():
     """"\\times" written in a Python string without r"" becomes a tab and "imes", "\\frac" a form feed and "rac"."""
     damaged = []
