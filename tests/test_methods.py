@@ -52,6 +52,21 @@ def test_stop_gradient_blocks_the_target_branch_and_removing_it_does_not():
 
 
 @pytest.mark.parametrize("name", ["simsiam", "byol"])
+def test_without_a_predictor_each_view_regresses_the_others_projection_itself(name):
+    """predictor none (the collapse demonstration): the identity, no parameters, an optimizer that still builds."""
+    from ssl_src.optim import build_optimizer
+
+    model = method(name, TrainConfig(width=4, proj_layers=2, predictor="none"))
+    assert isinstance(model.predictor, torch.nn.Identity) and not list(model.predictor.parameters())
+    x1, x2 = views()
+    model.train()
+    z = model.projector(model.backbone(torch.cat([x1, x2])))
+    assert torch.equal(model.predictor(z), z)
+    model(x1, x2)["loss"].backward()
+    build_optimizer(model, TrainConfig(width=4, proj_layers=2, predictor="none")).step()
+
+
+@pytest.mark.parametrize("name", ["simsiam", "byol"])
 def test_per_view_bn_normalises_each_view_with_its_own_statistics(name):
     from dataclasses import replace
 

@@ -115,19 +115,21 @@ def gather(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
-PREDICTOR = Option("mlp", "predictor head: the 2-layer MLP or one linear map (DirectPred's baseline)",
-                   choices=("mlp", "linear"))
+PREDICTOR = Option("mlp", "predictor head: the 2-layer MLP, one linear map (DirectPred's baseline) or none (the "
+                   "identity: SimSiam's and BYOL's collapse demonstration)", choices=("mlp", "linear", "none"))
 TARGET_MOMENTUM = Option(0.99, "base momentum of the target network (rises to 1 on a cosine)",
                          lambda v: 0 <= v <= 1, "in [0, 1]")
 
 
 def predictor_head(kind: str, dim: int, hidden: int) -> nn.Module:
-    """The predictor variants the DirectPred chapter compares: 2-layer BN MLP or one linear map."""
+    """The predictor variants: 2-layer BN MLP, one linear map (the DirectPred chapter's), or none at all."""
     if kind == "mlp":
         return mlp([dim, hidden, dim], last_bn=False, last_bias=True)
     if kind == "linear":
         return nn.Linear(dim, dim, bias=False)
-    raise UserError(f"unknown predictor {kind!r}; valid: mlp, linear")
+    if kind == "none":
+        return nn.Identity()
+    raise UserError(f"unknown predictor {kind!r}; valid: mlp, linear, none")
 
 
 class MomentumTarget(nn.Module):
