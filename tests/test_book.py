@@ -180,8 +180,8 @@ def browse(page, screenshot=None) -> str:
     flags = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,2000",
              "--virtual-time-budget=10000", "--disable-dev-shm-usage"]
     if screenshot:
-        subprocess.run(flags + [f"--screenshot={screenshot}", page.as_uri()], capture_output=True, timeout=120, check=True)
-    return subprocess.run(flags + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120,
+        subprocess.run(flags + [f"--screenshot={screenshot}", page.resolve().as_uri()], capture_output=True, timeout=120, check=True)
+    return subprocess.run(flags + ["--dump-dom", page.resolve().as_uri()], capture_output=True, text=True, timeout=120,
                           check=True).stdout
 
 
