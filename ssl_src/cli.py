@@ -246,15 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
     claims.add_argument("--json", action="store_true", help="print one JSON object per claim instead of the tables")
     claims.set_defaults(func=cmd_claims)
 
-    from .diagnose import DEFAULT_IMAGES
-
     diagnose = sub.add_parser("diagnose", help="the collapse report (AUC, effective rank, normalised std, a plain "
                               "reading) of a run directory, a model or checkpoint, or an N x d feature matrix")
     diagnose.add_argument("path", help="a run directory, model.pt / checkpoint.pt beside its run's config.json, "
                           "or a feature matrix (.npy, .pt; N samples x d dims)")
     diagnose.add_argument("--config", metavar="FILE", help="the run's config.json, for weights kept elsewhere")
-    diagnose.add_argument("--images", type=int, default=DEFAULT_IMAGES,
-                          help="training images a model embeds for its report (default %(default)s)")
+    diagnose.add_argument("--images", type=int, metavar="N",
+                          help="training images a model embeds for its report (default: those its run's evaluation "
+                               "used, so the numbers agree with it; for a finished run, N embeds its weights again)")
     diagnose.add_argument("--plot", metavar="FILE", help="save the spectrum figure (.png, .pdf, .svg)")
     diagnose.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     diagnose.set_defaults(func=cmd_diagnose)

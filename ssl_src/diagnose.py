@@ -17,16 +17,17 @@ import torch
 from .errors import UserError
 from .metrics import collapse_metrics
 
-# The plain-words reading. A representation whose normalised outputs barely spread (their std under 5 % of the
-# 1/sqrt(d) of outputs spread evenly over the sphere, SimSiam's collapse signal) or whose spectrum holds little
-# more than one direction has collapsed completely; one whose effective rank uses under a quarter of the
+# The plain-words reading. A representation whose normalised outputs barely spread (their std under 1 % of the
+# 1/sqrt(d) of zero-mean outputs spread evenly over the sphere, SimSiam's collapse signal) or whose spectrum holds
+# little more than one direction has collapsed completely; one whose effective rank uses under a quarter of the
 # dimensions it could use has collapsed partially (dimensional collapse: on Fashion-MNIST the book's random-init
-# nets read 0.06-0.35 and its trained ones 0.17-0.68).
-COMPLETE_SPREAD = 0.05  # normalised std * sqrt(d)
+# nets read 0.06-0.35 and its trained ones 0.17-0.68). Features after a ReLU (a ResNet's pooled output) are not
+# zero-mean and spread less: the book's random-init ResNets read 0.05-0.2 x sqrt(d), its trained ones about 0.47,
+# and a random-init ResNet-18 at width 2 whose every image lands on one point 0.003.
+COMPLETE_SPREAD = 0.01  # normalised std * sqrt(d)
 COMPLETE_RANK = 1.5  # effective rank
 PARTIAL_RANK_FRACTION = 0.25  # effective rank / min(N - 1, d)
 LEADING = 5  # singular values printed
-DEFAULT_IMAGES = 10_000  # training images embedded for a model's report
 
 
 def reading(report: dict) -> str:
@@ -64,7 +65,7 @@ def _matrix_file(path: Path) -> torch.Tensor | dict:
             array = np.load(path, allow_pickle=False)
             if array.dtype.kind not in "fiu":
                 raise UserError(f"{path}: expected numbers, got dtype {array.dtype}")
-            return torch.from_numpy(array)
+            return torch.from_numpy(array.astype(array.dtype.newbyteorder("=")))  # torch reads native byte order only
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
         kind = "NumPy array" if path.suffix == ".npy" else "PyTorch"
@@ -74,9 +75,9 @@ def _matrix_file(path: Path) -> torch.Tensor | dict:
     raise UserError(f"{path}: holds a {type(loaded).__name__}, not a feature matrix, weights or a checkpoint")
 
 
-def model_report(stored_config: dict, state: dict, source: str, images: int) -> dict:
-    """The report of a method's backbone on `images` un-augmented training images of its data set (as the
-    book's evaluation, which uses every one)."""
+def model_report(stored_config: dict, state: dict, source: str, images: int | None) -> dict:
+    """The report of a method's backbone on `images` un-augmented training images of its data set (None: those
+    its run's evaluation used, `eval_train_images`, 0 = every one), so it agrees with the run's stored evaluation."""
     from . import data as datasets
     from .evaluate import extract_features
     from .models import trained_backbone
@@ -84,9 +85,10 @@ def model_report(stored_config: dict, state: dict, source: str, images: int) -> 
     try:
         backbone = trained_backbone(stored_config, state)
     except (KeyError, RuntimeError) as exc:
-        raise UserError(f"{source}: the weights do not fit the run's config ({str(exc).splitlines()[0]})") from None
+        detail = " ".join(line.strip() for line in str(exc).splitlines()[:3])
+        raise UserError(f"{source}: the weights do not fit the run's config ({detail[:300]})") from None
     data = datasets.load(stored_config["dataset"], stored_config["image_size"] if stored_config["stem"] == "imagenet" else None)
-    data = datasets.evaluation_view(data, images)
+    data = datasets.evaluation_view(data, stored_config.get("eval_train_images", 0) if images is None else images)
     features = extract_features(backbone, data.train_images, data, stored_config["image_size"], torch.device("cpu"))
     report = matrix_report(features, source)
     report.update(arch=stored_config["arch"], width=stored_config["width"], method=stored_config["method"],
@@ -119,21 +121,23 @@ def _weights_report(path: Path, loaded: dict, config_file: Path | None, images: 
     return model_report(_run_config(path.parent, config_file), loaded, str(path), images)
 
 
-def diagnose(path: str | Path, config_file: str | Path | None = None, images: int = DEFAULT_IMAGES) -> dict:
-    """The collapse report of PATH (see the module's docstring), with its `reading` and the `thresholds` used."""
+def diagnose(path: str | Path, config_file: str | Path | None = None, images: int | None = None) -> dict:
+    """The collapse report of PATH (see the module's docstring), with its `reading` and the `thresholds` used.
+    A finished run's directory reports its stored evaluation, unless `images` asks for another sample (then its
+    weights are embedded again)."""
     from .store import StoredRun, WEIGHTS_FILE
 
-    path, config_file = Path(path), Path(config_file) if config_file else None
-    if images < 2:
+    path, config_file = Path(path).resolve(), Path(config_file) if config_file else None
+    if images is not None and images < 2:
         raise UserError(f"--images must be at least 2, got {images}")
     if path.is_dir():
         run = StoredRun(path, path.name)
-        if run.finished():
-            summary = run.summary()
+        summary = run.summary() if run.finished() else {}
+        if "auc" in summary and images is None and config_file is None:  # evaluated (not a --no-eval run)
             report = {k: summary[k] for k in ("auc", "effective_rank", "effective_rank_fraction", "normalised_std", "dim",
                                               "singular_values", "arch", "width", "method")}
             report["source"] = f"{path} (its stored evaluation)"
-        else:
+        else:  # not finished, not evaluated, or another sample asked for: its weights or its checkpoint
             candidates = [path / WEIGHTS_FILE, path / "checkpoint.pt", path / "checkpoint.prev.pt"]
             found = next((p for p in candidates if p.exists()), None)
             if found is None:
@@ -149,8 +153,7 @@ def diagnose(path: str | Path, config_file: str | Path | None = None, images: in
             report = matrix_report(loaded, str(path))
         else:
             report = _weights_report(path, loaded, config_file, images)
-    report["reading"] = reading(report)
-    report["thresholds"] = thresholds()
+    report.update(reading=reading(report), thresholds=thresholds(), label=path.name)
     return report
 
 
@@ -179,7 +182,7 @@ def save_plot(report: dict, file: str | Path) -> None:
     matplotlib.use("Agg")
     from .report import spectrum_figure
 
-    fig = spectrum_figure([(Path(str(report["source"]).split(" ")[0]).name or "features", report)], dashed=(),
+    fig = spectrum_figure([(report.get("label", "features"), report)], dashed=(),
                           title=f"{report['reading']}: AUC {report['auc']:.3f}, effective rank {report['effective_rank']:.1f} of {report['dim']}")
     try:
         fig.savefig(file, dpi=120)

@@ -12,8 +12,16 @@ from .claims import describe
 from .store import find_run
 from .sweep import describe_source
 
-# A chapter's tables hold sentences (claims, settings): shown whole, never cut to pandas' 50 characters with "...".
-pd.set_option("display.max_colwidth", None)
+def _show_whole_cells_in_notebooks() -> None:
+    """A chapter's tables hold sentences (claims, settings): in a notebook they are shown whole, never cut to
+    pandas' 50 characters with "..." (other importers keep pandas' settings)."""
+    from .sweep import in_notebook
+
+    if in_notebook():
+        pd.set_option("display.max_colwidth", None)
+
+
+_show_whole_cells_in_notebooks()
 
 NOT_MEASURED = "not measured (left out by the parameters)"
 # The accuracies a trained chapter reports, and how each is computed (the tables say which one they show).
@@ -175,28 +183,30 @@ def run_yourself(chapter: str, scale: str, cores: int = 2):
     from IPython.display import Markdown
 
     from .book import notebook_parameters
-    from .chapters import chapter_module, core_hours, resolve_parameters
-    from .store import Run, published_run
-    from .sweep import resolve
+    from .chapters import chapter_ids, core_hours
+    from .store import published_run
 
     command = f"python -m ssl_src chapter {chapter}"
-    module = chapter_module(chapter)
-    retrain, quick = "", f"`{command}` runs the quick scale (the default)."
-    if module is not None and hasattr(module, "configs"):
-        quick = f"`{command}` renders the quick scale from the published runs in about a minute."
-        ids = {Run(cfg.to_dict()).id for cfg in resolve(module.configs(resolve_parameters(module.PRESETS, "quick")))}
-        published = [run for run in map(lambda i: published_run(i, "quick"), sorted(ids)) if run.finished()]
+    ids = chapter_ids(chapter, "quick")
+    if ids is None:
+        smoke, quick, retrain = "seconds", f"`{command}` runs the quick scale (the default).", ""
+    else:
+        published = [run for run in (published_run(i, "quick") for i in ids) if run.finished()]
+        smoke = "seconds to minutes (tiny nets, a few steps: it proves the pipeline, not the paper)"
+        quick = (f"`{command}` renders the quick scale from its {len(ids)} published runs in about a minute."
+                 if len(published) == len(ids) else
+                 f"`{command}` renders the quick scale: {len(published)} of its {len(ids)} runs are published, the "
+                 "others train first.")
         retrain = (f" Add `--retrain` to train its {len(ids)} quick runs again: about "
                    f"{core_hours(published) / cores:.1f} h on {cores} cores, from the wall times of the "
-                   f"{len(published)} published ones.")
+                   f"{len(published)} published ones." if published else "")
     example = next((f' -p {name} "{value}"' for name, value in (("seeds", "[0, 1, 2]"), ("steps", "100"))
                     if name in notebook_parameters(chapter)), "")
     return Markdown((SMOKE_NOTE + "\n\n" if scale == "smoke" else "") +
         f"**Run this chapter yourself** (from a clone, after `make setup data`): `{command} --scale smoke` takes "
-        f"seconds to minutes (tiny nets, a few steps: it proves the pipeline, not the paper); {quick}{retrain} "
-        f"`{command} --scale paper` is the paper's "
-        f"recipe, for GPUs (README, *Paper scale on GPUs*). Any parameter of the table changes with "
-        f"`-p NAME VALUE`{f' (e.g. `{command}{example}`)' if example else ''}, or with papermill itself: "
+        f"{smoke}; {quick}{retrain} `{command} --scale paper` is the paper's recipe, for GPUs (README, *Paper scale "
+        f"on GPUs*). Any parameter of the table changes with `-p NAME VALUE`"
+        f"{f' (e.g. `{command}{example}`)' if example else ''}, or with papermill itself: "
         f"`papermill book/{chapter}.ipynb out.ipynb -p scale quick`.")
 
 

@@ -243,7 +243,7 @@ def read_checkpoint(path: Path) -> dict:
     """A training checkpoint (`Run.save_checkpoint`) read and checked against its sha256; ValueError (or what
     torch.load raises) when it is none."""
     stored = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(stored, dict) or "payload" not in stored or "sha256" not in stored:
+    if not isinstance(stored, dict) or not isinstance(stored.get("payload"), torch.Tensor) or "sha256" not in stored:
         raise ValueError("not a training checkpoint")
     payload = stored["payload"].numpy().tobytes()
     if hashlib.sha256(payload).hexdigest() != stored["sha256"]:

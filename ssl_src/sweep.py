@@ -142,6 +142,7 @@ def run_summaries(cfgs: list[TrainConfig], scale: str, *, jobs: int | None = Non
             summaries[run.id] = published.summary()
     todo = list({run.id: (run, cfg) for run, cfg in zip(runs, cfgs) if run.id not in summaries}.values())
     lines = progress and in_notebook()  # one line per run, not a block per progress-bar update
+    already = len(summaries)
 
     def note(done: int, cfg: TrainConfig, summary: dict) -> None:
         if lines:
@@ -162,7 +163,7 @@ def run_summaries(cfgs: list[TrainConfig], scale: str, *, jobs: int | None = Non
             cfgs_by_id = {run.id: cfg for run, cfg in todo}
             futures = {pool.submit(_train_one, cfg, threads, scale, run.id in weights_read): run.id for run, cfg in todo}
             failed = []  # a run that fails is reported at once; the others go on (each is published as it ends)
-            for done, future in enumerate(as_completed(futures), 1):
+            for future in as_completed(futures):
                 bar.update(1)
                 try:
                     summary = future.result()
@@ -171,7 +172,7 @@ def run_summaries(cfgs: list[TrainConfig], scale: str, *, jobs: int | None = Non
                     bar.write(f"FAILED {failed[-1]}")
                     continue
                 summaries[summary["run_id"]] = summary
-                note(done, cfgs_by_id[summary["run_id"]], summary)
+                note(len(summaries) - already, cfgs_by_id[summary["run_id"]], summary)
         if failed:
             raise UserError(f"{len(failed)} of {len(todo)} runs failed, the others are published; first: {failed[0]}")
     return [summaries[run.id] for run in runs]

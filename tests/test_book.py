@@ -58,7 +58,10 @@ def test_a_cell_past_the_time_limit_fails_its_chapter_in_one_line(results_dir):
 def smoke_book(tmp_path_factory):
     """The smoke book, built once for the tests that read it: every chapter executed into a fresh run store.
     Returns (the HTML directory, the run store)."""
+    import shutil
+
     results_dir = tmp_path_factory.mktemp("smoke_book") / "results"
+    shutil.rmtree(REPO_ROOT / "_build" / "smoke" / "_build", ignore_errors=True)  # no page of an earlier build
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SSL_RESULTS", str(results_dir))
         assert build_book("smoke")
@@ -178,7 +181,8 @@ def browse(page, screenshot=None) -> str:
     import subprocess
 
     flags = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,2000",
-             "--virtual-time-budget=10000", "--disable-dev-shm-usage"]
+             "--virtual-time-budget=10000", "--disable-dev-shm-usage",
+             "--host-resolver-rules=MAP * ~NOTFOUND"]  # nothing from the network, and no waiting for it
     if screenshot:
         subprocess.run(flags + [f"--screenshot={screenshot}", page.resolve().as_uri()], capture_output=True, timeout=120, check=True)
     return subprocess.run(flags + ["--dump-dom", page.resolve().as_uri()], capture_output=True, text=True, timeout=120,

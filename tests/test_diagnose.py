@@ -47,6 +47,12 @@ def test_known_spectra(sigma, expected, tmp_path):
     assert report["reading"] == expected
 
 
+def test_a_big_endian_matrix_is_read(tmp_path):
+    path = tmp_path / "features.npy"
+    np.save(path, with_spectrum([2.0] * 4).astype(">f8"))
+    assert diagnose(path)["effective_rank"] == pytest.approx(4.0, rel=1e-5)
+
+
 def test_flat_spectrum_values_by_hand(tmp_path):
     path = tmp_path / "features.pt"
     torch.save(torch.from_numpy(with_spectrum([2.0] * 4)), path)
@@ -101,6 +107,7 @@ def write(tmp_path, name, obj):
     ("text.pt", "not a tensor", "not a PyTorch file"),
     ("list.pt", [1, 2, 3], "holds a list, not a feature matrix"),
     ("weights.pt", {"head.weight": torch.ones(2)}, "neither a feature matrix nor the weights of a supported method"),
+    ("fake_checkpoint.pt", {"payload": "text", "sha256": "0"}, "an unreadable training checkpoint"),
     ("strings.npy", np.array([["a", "b"], ["c", "d"]]), "expected numbers"),
     ("features.csv", "1,2\n3,4\n", "expected a run directory, a .npy or .pt feature matrix"),
 ])
@@ -122,23 +129,36 @@ def test_missing_path_and_a_model_without_its_config(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_run_its_weights_and_its_checkpoint(results_dir):
+def test_a_run_its_weights_and_its_checkpoint(results_dir, monkeypatch):
     """A checkpoint mid-run, then the finished run: the stored evaluation and the weights re-embedded on the
-    same training images agree."""
+    same training images (by default those of the run's evaluation) agree."""
     cfg = TrainConfig(width=4, batch_size=32, image_size=16, steps=4, proj_layers=2, eval_train_images=400,
                       eval_test_images=100, monitor_every=0)
     stopped = train(cfg, progress=False, checkpoint_every=2, stop_after=2)
     run_dir = results_dir / stopped["run_id"]
-    mid = diagnose(run_dir, images=400)
+    mid = diagnose(run_dir)
     assert mid["source"].endswith("checkpoint.pt") and mid["dim"] == 32 and mid["samples"] == 400
     summary = train(cfg, progress=False)
     stored = diagnose(run_dir)
     assert "stored evaluation" in stored["source"] and stored["auc"] == summary["auc"]
-    weights = diagnose(run_dir / "model.pt", images=400)
-    assert weights["auc"] == pytest.approx(summary["auc"], abs=1e-6)
+    weights = diagnose(run_dir / "model.pt")
+    assert weights["samples"] == 400 and weights["auc"] == pytest.approx(summary["auc"], abs=1e-6)
     assert weights["effective_rank"] == pytest.approx(summary["effective_rank"], rel=1e-5)
     assert weights["arch"] == "resnet18" and weights["method"] == "simsiam"
     assert mid["auc"] != pytest.approx(weights["auc"], abs=1e-6)  # two steps of training moved it
+    resampled = diagnose(run_dir, images=300)  # another sample: the weights embedded again
+    assert resampled["source"].endswith("model.pt") and resampled["samples"] == 300
+    monkeypatch.chdir(run_dir)
+    assert diagnose(".")["auc"] == summary["auc"]  # a run directory named by a relative path
     elsewhere = results_dir / "elsewhere.pt"
     elsewhere.write_bytes((run_dir / "model.pt").read_bytes())
-    assert diagnose(elsewhere, config_file=run_dir / "config.json", images=400)["auc"] == weights["auc"]
+    assert diagnose(elsewhere, config_file=run_dir / "config.json")["auc"] == weights["auc"]
+
+
+@pytest.mark.slow
+def test_a_run_trained_without_evaluation_is_read_from_its_weights(results_dir):
+    cfg = TrainConfig(width=4, batch_size=32, image_size=16, steps=2, proj_layers=2, eval_train_images=300,
+                      monitor_every=0)
+    summary = train(cfg, progress=False, evaluate=False)
+    report = diagnose(results_dir / summary["run_id"])
+    assert report["source"].endswith("model.pt") and report["samples"] == 300

@@ -210,19 +210,23 @@ def monitor_curves(runs: "pd.DataFrame", scale: str, by: Sequence[str]) -> "pd.D
     return pd.DataFrame(rows, columns=[*by, "step", "auc", "effective_rank_fraction", "monitor_knn"])
 
 
-def chapter_run_ids(scale: str) -> dict[str, list[str]]:
-    """The run ids every training chapter uses at its preset for `scale`, in `_toc.yml` order."""
-    from ..book import chapter_names
+def chapter_ids(name: str, scale: str) -> list[str] | None:
+    """The run ids chapter `name` uses at its preset for `scale`, each once (None: it trains no stored runs)."""
     from ..store import Run
     from ..sweep import resolve
 
-    out = {}
-    for name in chapter_names():
-        module = chapter_module(name)
-        if module is not None and hasattr(module, "configs"):
-            cfgs = resolve(module.configs(resolve_parameters(module.PRESETS, scale)))
-            out[name] = list(dict.fromkeys(Run(cfg.to_dict()).id for cfg in cfgs))
-    return out
+    module = chapter_module(name)
+    if module is None or not hasattr(module, "configs"):
+        return None
+    cfgs = resolve(module.configs(resolve_parameters(module.PRESETS, scale)))
+    return list(dict.fromkeys(Run(cfg.to_dict()).id for cfg in cfgs))
+
+
+def chapter_run_ids(scale: str) -> dict[str, list[str]]:
+    """The run ids every training chapter uses at its preset for `scale`, in `_toc.yml` order."""
+    from ..book import chapter_names
+
+    return {name: ids for name, ids in ((name, chapter_ids(name, scale)) for name in chapter_names()) if ids is not None}
 
 
 def published_orphans(scale: str) -> list[str]:

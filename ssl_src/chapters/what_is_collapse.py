@@ -61,6 +61,12 @@ def run_table(p: dict, progress: bool = True) -> pd.DataFrame:
     return pd.DataFrame([dict(summary, **setting) for setting, summary in zip(settings, summaries)])
 
 
+def projector_dim(width: int) -> int:
+    """SimSiam's projector output at base width w (`methods.simsiam`: 32w, the paper's 2048 at 64), which the
+    chapter never overrides: the d of its projector's normalised std."""
+    return 32 * width
+
+
 def table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per variant, mean ± sd over seeds: accuracy, and the collapse of the backbone's features and of the
     projector's output."""
@@ -71,7 +77,7 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
                          "rank / d": mean_sd(g.effective_rank_fraction, 1, 2),
                          "normalised std x sqrt(d), features": mean_sd(g.normalised_std * np.sqrt(g.dim), 1, 3),
                          "normalised std x sqrt(d), projector": mean_sd(
-                             g.projector_normalised_std * np.sqrt(32 * g.width), 1, 3)}
+                             g.projector_normalised_std * np.sqrt(projector_dim(g.width.iloc[0])), 1, 3)}
     return pd.DataFrame(rows).T.rename_axis("variant")
 
 
