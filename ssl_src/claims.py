@@ -133,9 +133,10 @@ def describe(entry: dict, scale: float = 1.0, unit: str = "") -> str:
     s = entry["statistic"]
     if entry["kind"] == "check":
         return s["what"]
-    low, high = (scale * v for v in s["ci95"])
-    text = (f"{s['what']}: {scale * s['mean_difference']:+.3g}{unit} (95 % CI {low:+.3g} to {high:+.3g}), "
-            f"p = {s['p_value']:.3g}, n = {s['n_seeds']}")
+    number = lambda v: math.nan if v is None else v  # a claims file read back holds null where a NaN was written
+    low, high = (scale * number(v) for v in s["ci95"])
+    text = (f"{s['what']}: {scale * number(s['mean_difference']):+.3g}{unit} (95 % CI {low:+.3g} to {high:+.3g}), "
+            f"p = {number(s['p_value']):.3g}, n = {s['n_seeds']}")
     if s["direction"] == 0:
         text += f", margin +-{scale * s['margin']:.3g}{unit}"
     elif s.get("paper_effect"):

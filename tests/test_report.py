@@ -112,3 +112,14 @@ def test_each_chapter_says_how_to_run_it_and_what_a_retrain_costs():
     prose = report.run_yourself("learning_dynamics", "smoke").data  # trains no runs
     assert "--retrain" not in prose and "runs the quick scale (the default)" in prose
     assert prose.startswith(report.SMOKE_NOTE)
+
+
+def test_a_claim_too_few_seeds_could_test_reads_back_from_its_file(results_dir):
+    """Its interval and p are NaN, which the claims file holds as null: the summary still describes it."""
+    from ssl_src.chapters import write_chapter_results
+    from ssl_src.claims import claim
+
+    few = claim("few", "too few seeds", "the paper", [0.1, 0.2], +1, "what")
+    write_chapter_results("capacity_vs_data", {"scale": "smoke"}, [few], [], 0.0)
+    row = report.book_claims("smoke").iloc[0]
+    assert row.verdict == "inconclusive" and "n = 2" in row.ours and "nan" in row.ours
