@@ -140,7 +140,7 @@ def describe(entry: dict, scale: float = 1.0, unit: str = "") -> str:
     if s["direction"] == 0:
         text += f", margin +-{scale * s['margin']:.3g}{unit}"
     elif s.get("paper_effect"):
-        text += f", {100 * s['effect_fraction']:.0f} % of the paper's effect"
+        text += f", {100 * number(s['effect_fraction']):.0f} % of the paper's effect"
     if s.get("reason"):
         text += f"; {s['reason']}"
     return text

@@ -119,7 +119,7 @@ def test_a_claim_too_few_seeds_could_test_reads_back_from_its_file(results_dir):
     from ssl_src.chapters import write_chapter_results
     from ssl_src.claims import claim
 
-    few = claim("few", "too few seeds", "the paper", [0.1, 0.2], +1, "what")
+    few = claim("few", "too few seeds", "the paper", [0.1, 0.2], +1, "what", paper_effect=0.5)
     write_chapter_results("capacity_vs_data", {"scale": "smoke"}, [few], [], 0.0)
     row = report.book_claims("smoke").iloc[0]
     assert row.verdict == "inconclusive" and "n = 2" in row.ours and "nan" in row.ours
