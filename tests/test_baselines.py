@@ -1,5 +1,7 @@
 """The baselines chapter (collapse paper, supplement Table 2 and sections 3.1-3.2): its runs and claims that can
 fail."""
+import math
+
 import pandas as pd
 import pytest
 
@@ -75,3 +77,12 @@ def test_bad_parameters_are_refused(given, message):
 
     with pytest.raises(UserError, match=message):
         check_parameters("baselines", "smoke", given)
+
+
+def test_the_verdict_has_every_accuracy_it_names_even_for_nets_left_out():
+    """The smoke preset trains one ViT: the other two read NaN instead of breaking the page's glue."""
+    runs = _runs(paperlike)
+    runs = runs.assign(kind=["random init" if v == "random init" else "trained" for v in runs.variant])
+    values = chapter.accuracies(runs[runs.arch != "vit_small_d6"])
+    assert len(values) == 10 and values["acc_resnet18_warmup"] == pytest.approx(100 * PAPERLIKE["warmup"] + 0.2)
+    assert math.isnan(values["acc_vit_small_d6_vit"]) and not math.isnan(values["acc_vit_small_vit"])

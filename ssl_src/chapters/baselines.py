@@ -109,6 +109,15 @@ def claim_ids(p: dict) -> list[str]:
             "nnsiam_beats_simsiam", "nnsiam_below_single_pass", "nnsiam_below_hybrid"] + [f"{v}_below_resnet18" for v in p["vits"]]
 
 
+def accuracies(runs: pd.DataFrame) -> dict[str, float]:
+    """Linear-probe accuracy (%) of every trained net the verdict names, `acc_<arch>_<variant>`, mean over seeds;
+    NaN for a net the parameters left out (the smoke preset trains one ViT), so the page still renders."""
+    named = [("resnet18", v) for v in ("iid", "warmup", "nnsiam", "single", "hybrid")] + [
+        ("resnet34", v) for v in ("iid", "warmup")] + [(vit, "vit") for vit in VITS]
+    means = runs[runs.kind == "trained"].groupby(["arch", "variant"]).linear_acc.mean() * 100
+    return {f"acc_{arch}_{variant}": float(means.get((arch, variant), float("nan"))) for arch, variant in named}
+
+
 def claims(runs: pd.DataFrame, p: dict) -> list[dict]:
     """The paper's reading of each baseline, as paired differences of linear-probe points."""
     at = lambda variant, arch=p["arch"]: dict(arch=arch, variant=variant)
