@@ -113,6 +113,11 @@ def book_claims(scale: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+# Every verdict in the order the tables and figures show them (claims', then checks'), with its colour.
+VERDICT_COLOURS = {"reproduced": "tab:green", "not reproduced": "tab:red", "inconclusive": "tab:grey",
+                   "holds": "tab:blue", "fails": "tab:orange", "not measured": "white"}
+
+
 def verdict_tally(claims: pd.DataFrame) -> pd.DataFrame:
     """Verdicts counted per chapter (claims and checks apart), with the book's total last: without the studies
     (the search for a scale judges signatures that the chapters judge again on the same runs)."""
@@ -120,14 +125,8 @@ def verdict_tally(claims: pd.DataFrame) -> pd.DataFrame:
     book = claims[~claims.study.astype(bool)]
     for kind in sorted(set(book.kind)):
         counts.loc[("whole book (without studies)", kind), :] = book[book.kind == kind].verdict.value_counts()
-    from .claims import CHECK_VERDICTS, VERDICTS
-
-    order = [v for v in VERDICTS + CHECK_VERDICTS if v in counts] + [v for v in counts if v not in VERDICTS + CHECK_VERDICTS]
+    order = [v for v in VERDICT_COLOURS if v in counts] + [v for v in counts if v not in VERDICT_COLOURS]
     return counts[order].fillna(0).astype(int)
-
-
-VERDICT_COLOURS = {"reproduced": "tab:green", "not reproduced": "tab:red", "inconclusive": "tab:grey",
-                   "holds": "tab:blue", "fails": "tab:orange", "not measured": "white"}
 
 
 def claims_summary(claims: pd.DataFrame):
@@ -158,12 +157,11 @@ def verdicts_figure(claims: pd.DataFrame):
     import matplotlib.pyplot as plt
 
     from .book import page_title
-    from .claims import CHECK_VERDICTS, VERDICTS
 
     counts = pd.crosstab(claims.chapter, claims.verdict).reindex(list(dict.fromkeys(claims.chapter)))
     fig, ax = plt.subplots(figsize=(9, 0.4 * len(counts) + 1.2))
     left = pd.Series(0, index=counts.index)
-    for verdict in [v for v in VERDICTS + CHECK_VERDICTS if v in counts]:
+    for verdict in [v for v in VERDICT_COLOURS if v in counts]:
         ax.barh([page_title(c) for c in counts.index], counts[verdict], left=left, color=VERDICT_COLOURS[verdict], label=verdict)
         left += counts[verdict]
     ax.invert_yaxis()
