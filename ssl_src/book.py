@@ -102,7 +102,24 @@ def _stage_sources(scale: str) -> Path:
         else:
             stage.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, stage / item)
+    config = stage / "_config.yml"
+    config.write_text(yaml.safe_dump(staged_config(yaml.safe_load(config.read_text())), sort_keys=False))
     return stage
+
+
+REPOSITORY_BUTTONS = ("use_repository_button", "use_issues_button", "use_edit_page_button", "use_source_button")
+LAUNCH_URLS = ("binderhub_url", "jupyterhub_url", "colab_url", "deepnote_url", "jupyterlite_url")
+
+
+def staged_config(config: dict) -> dict:
+    """`_config.yml` as the build sees it: without a repository URL, no button that links into the repository
+    (the theme fails on one with no URL, and a launch button needs somewhere to launch from)."""
+    if (config.get("repository") or {}).get("url"):
+        return config
+    config = dict(config)
+    config["html"] = {**config.get("html", {}), **dict.fromkeys(REPOSITORY_BUTTONS, False)}
+    config["launch_buttons"] = {**config.get("launch_buttons", {}), **dict.fromkeys(LAUNCH_URLS, "")}
+    return config
 
 
 def _collapse_injected_parameters(path: Path) -> None:

@@ -4,8 +4,9 @@ import re
 
 import nbformat
 import pytest
+import yaml
 
-from ssl_src.book import build_book, parse_parameters, run_chapter, stage_dir
+from ssl_src.book import build_book, parse_parameters, run_chapter, stage_dir, staged_config
 from ssl_src.claims import VERDICTS
 from ssl_src.store import REPO_ROOT
 
@@ -84,6 +85,8 @@ def test_smoke_book_builds_offline_html(smoke_book):
     assert "Where these numbers come from." in page and "re-computed here" in page
     assert "check the pipeline, not the papers" in page  # a smoke page says what its verdicts mean
     assert 'href="bibliography.html#' in page  # its {cite} links resolve to the bibliography page
+    assert 'href="../_sources/book/capacity_vs_data.ipynb"' in page  # the notebook's download button
+    assert "mybinder.org" not in page  # no launch button while _config.yml names no repository
     summary = (html_dir / "book" / "summary_of_claims.html").read_text()
     assert "check the pipeline, not the papers" in summary and '<a href="capacity_vs_data.html">' in summary
     assert "Understanding collapse in non-contrastive Siamese representation learning" in (
@@ -91,6 +94,46 @@ def test_smoke_book_builds_offline_html(smoke_book):
     checks = json.loads((results_dir / "smoke" / "chapters" / "learning_dynamics.json").read_text())["claims"]
     assert checks and all(c["kind"] == "check" and c["verdict"] in ("holds", "fails") for c in checks)
     assert json.loads((results_dir / "smoke" / "chapters" / "build_times.json").read_text())["chapters"]["capacity_vs_data"] > 0
+
+
+def test_without_a_repository_url_no_button_links_into_the_repository():
+    config = yaml.safe_load((REPO_ROOT / "_config.yml").read_text())
+    assert config["repository"]["url"] == ""  # the repository is not public yet: nothing to link to
+    staged = staged_config(config)
+    assert not any(staged["html"][b] for b in ("use_repository_button", "use_issues_button", "use_edit_page_button"))
+    assert not staged["launch_buttons"]["binderhub_url"] and not staged["launch_buttons"]["colab_url"]
+    assert staged["html"]["use_download_button"] and not staged["launch_buttons"]["thebe"]
+    public = {**config, "repository": {**config["repository"], "url": "https://github.com/example-org/ssl-book"}}
+    assert staged_config(public) == public
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_once_the_repository_is_public_its_pages_launch_on_binder_and_colab(tmp_path):
+    """The settings of _config.yml, given a URL, build a page whose buttons point at its notebook in the repository."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    config = yaml.safe_load((REPO_ROOT / "_config.yml").read_text())
+    config["repository"]["url"] = "https://github.com/example-org/ssl-book"
+    (tmp_path / "_config.yml").write_text(yaml.safe_dump(staged_config(config)))
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/page\n")
+    (tmp_path / "book").mkdir()
+    shutil.copy2(REPO_ROOT / "book" / "references.bib", tmp_path / "book")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# A page"), nbformat.v4.new_code_cell("1 + 1")],
+                                        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                                                  "language_info": {"name": "python"}})
+    nbformat.write(notebook, tmp_path / "book" / "page.ipynb")
+    build = subprocess.run([str(Path(sys.executable).with_name("jupyter-book")), "build", str(tmp_path), "-W", "-n"],
+                           capture_output=True, text=True, timeout=240)
+    assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
+    page = (tmp_path / "_build" / "html" / "book" / "page.html").read_text()
+    assert "https://mybinder.org/v2/gh/example-org/ssl-book/main?urlpath=lab/tree/book/page.ipynb" in page
+    assert "https://colab.research.google.com/github/example-org/ssl-book/blob/main/book/page.ipynb" in page
+    assert 'href="https://github.com/example-org/ssl-book"' in page and "/issues/new" in page
+    assert not re.findall(r'<script[^>]+src="(https?://[^"]+)"', page)  # buttons are links: still offline
 
 
 def test_a_second_book_build_of_a_scale_waits_for_the_first(monkeypatch, capsys):

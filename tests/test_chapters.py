@@ -305,9 +305,13 @@ def test_a_probe_figure_shows_its_runs_beside_their_counterparts():
 
 
 def test_every_chapter_that_trains_nets_runs_at_the_chosen_regime():
+    """Every chapter but a demonstration (the opening one breaks SimSiam for a short budget)."""
+    from ssl_src.chapters import chapter_module
     from ssl_src.chapters import choosing_a_scale as scale_search
 
     regime, presets = scale_search.REGIME, scale_search.chosen_presets()
+    presets = presets.drop(index=[name for name in presets.index if getattr(chapter_module(name), "DEMONSTRATION", False)])
+    assert "capacity_vs_data" in presets.index
     budget = str(scale_search.steps_of(regime["recipe"]))
     assert (presets.steps == budget).all() and (presets["epochs of 60k"] == regime["recipe"]["epochs"]).all()
     assert presets.loc["capacity_vs_data", "width"] == f"{regime['narrow']}, {regime['wide']}"

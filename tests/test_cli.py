@@ -33,7 +33,7 @@ ERROR_CASES = [
     (["train", "--predictor", "deep"], "unknown predictor 'deep'; valid: mlp, linear"),
     (["train", "--arch", "vit_small", "--stem", "imagenet"], "--stem applies to ResNets only"),
     (["data", "verify", "mnist"], "unknown dataset 'mnist'"),
-    (["chapter", "no_such_chapter", "--scale", "smoke"], "unknown chapter 'no_such_chapter'; valid: choosing_a_scale, capacity_vs_data"),
+    (["chapter", "no_such_chapter", "--scale", "smoke"], "unknown chapter 'no_such_chapter'; valid: what_is_collapse, choosing_a_scale, capacity_vs_data"),
     (["chapter", "capacity_vs_data", "--scale", "huge"], "unknown scale 'huge'; valid: smoke, quick, paper"),
     (["chapter", "capacity_vs_data", "--scale", "smoke", "-p", "stepz", "3"], "unknown parameter(s) stepz; valid:"),
     (["chapter", "capacity_vs_data", "--scale", "smoke", "-p", "scale", "quick"], "pass the scale with --scale"),

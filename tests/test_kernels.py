@@ -20,8 +20,8 @@ from ssl_src.kernel_probe import ConvCase, failure_table, probe, routed
 from ssl_src.models import build_backbone, to_device_layout
 
 x86 = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="oneDNN's AVX2 kernels exist on x86 only")
-TRAINING_CHAPTERS = ("capacity_vs_data", "data_ordering", "other_methods", "distillation", "width_vs_depth", "baselines",
-                     "eigenspace_alignment", "directpred", "performance")
+TRAINING_CHAPTERS = ("what_is_collapse", "capacity_vs_data", "data_ordering", "other_methods", "distillation",
+                     "width_vs_depth", "baselines", "eigenspace_alignment", "directpred", "performance")
 
 
 def nets_of(module, scale: str) -> list | None:

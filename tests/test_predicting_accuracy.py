@@ -122,9 +122,9 @@ def test_the_fit_gathers_every_trained_simsiam_run_of_its_chapters_once():
     key = lambda cfg: json.dumps(cfg.to_dict(), sort_keys=True)
     simsiam_of = lambda module: {key(c) for c in resolve(module.configs(resolve_parameters(module.PRESETS, "smoke")))
                                  if c.steps > 0 and c.method == "simsiam"}
-    # the book's chapters that train runs (_toc.yml), not the search (a study) nor the fit itself
+    # the book's chapters that train runs (_toc.yml), not the search (a study), a demonstration nor the fit itself
     assert {"capacity_vs_data", "data_ordering", "other_methods", "distillation"} <= set(chapter.BOOK_CHAPTERS)
-    assert not {"choosing_a_scale", "predicting_accuracy", "learning_dynamics"} & set(chapter.BOOK_CHAPTERS)
+    assert not {"choosing_a_scale", "predicting_accuracy", "learning_dynamics", "what_is_collapse"} & set(chapter.BOOK_CHAPTERS)
     by_default = [key(c) for c in chapter.configs(resolve_parameters(chapter.PRESETS, "smoke"))]
     assert len(by_default) == len(set(by_default))
     # every trained SimSiam run of those chapters (the random-init networks, 0 steps, are no SimSiam runs)

@@ -33,14 +33,15 @@ PAPER = {
 
 def book_chapters() -> list[str]:
     """The book's chapters (`_toc.yml` order) that train runs, so the fit grows as the book does; the search for
-    a scale is left out (a study: its probes are not re-trained with the book), and so is this chapter, which
-    only reads runs."""
+    a scale is left out (a study: its probes are not re-trained with the book), so are demonstrations (SimSiam
+    broken on purpose, `DEMONSTRATION = True`) and this chapter, which only reads runs."""
     from ..book import chapter_names
 
     own = __name__.rsplit(".", 1)[-1]
     modules = {name: chapter_module(name) for name in chapter_names() if name != own}
     return [name for name, module in modules.items()
-            if hasattr(module, "configs") and not getattr(module, "STUDY", False)]
+            if hasattr(module, "configs") and not getattr(module, "STUDY", False)
+            and not getattr(module, "DEMONSTRATION", False)]
 
 
 BOOK_CHAPTERS = book_chapters()

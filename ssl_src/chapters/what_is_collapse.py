@@ -16,10 +16,20 @@ from ..errors import UserError
 from ..sweep import resolve, run_summaries
 from . import capacity_vs_data as capacity
 
+# Its runs break SimSiam on purpose and train a tenth of the regime's budget: a demonstration, not one of the
+# papers' settings, so the accuracy fit (`predicting_accuracy`) leaves them out.
+DEMONSTRATION = True
+
 # Each variant: SimSiam with the options it changes.
 VARIANTS = {"SimSiam": {}, "no stop-gradient": {"stop_grad": False}, "no predictor": {"predictor": "none"}}
-PAPER = {"source": "Chen & He (2021): without the stop-gradient, Fig. 2 (the std of the l2-normalised output falls "
-                   "to 0, kNN accuracy 0.1 %); without the predictor, Table 1 (0.1 %); ImageNet, ResNet-50"}
+# Chen & He's numbers for each removed safeguard: ImageNet linear accuracy falls from SimSiam's 67.7 % to 0.1 %
+# (chance), and the std of the l2-normalised output from about 1/sqrt(d) (x sqrt(d): 1) to 0.
+PAPER = {"no stop-gradient": "Chen & He (2021), Fig. 2: without the stop-gradient the std of the l2-normalised output "
+                             "falls to 0 and linear accuracy from 67.7 % to 0.1 % (ImageNet, ResNet-50)",
+         "no predictor": "Chen & He (2021), Table 1: without the predictor linear accuracy falls from 67.7 % to 0.1 %, "
+                         "a complete collapse (ImageNet, ResNet-50)"}
+PAPER_SPREAD_DROP = 1.0  # normalised std x sqrt(d): from about 1 to 0
+PAPER_ACCURACY_DROP = 67.7 - 0.1  # points of linear accuracy
 
 # The claims the chapter's prose names (other `variants` name fewer).
 CLAIM_IDS = ("no_stop_gradient_collapses", "no_stop_gradient_less_accurate", "no_predictor_collapses",
@@ -56,9 +66,12 @@ def check(p: dict) -> None:
 
 
 def run_table(p: dict, progress: bool = True) -> pd.DataFrame:
+    """One row per run; `projector_spread` is the projector output's normalised std x sqrt(d) (1: spread evenly
+    over the sphere, 0: one point), comparable across widths and with Chen & He's d = 2048."""
     summaries = run_summaries(configs(p), p["scale"], progress=progress)
     settings = [dict(variant=v, seed=s) for s in p["seeds"] for v in p["variants"]]
-    return pd.DataFrame([dict(summary, **setting) for setting, summary in zip(settings, summaries)])
+    runs = pd.DataFrame([dict(summary, **setting) for setting, summary in zip(settings, summaries)])
+    return runs.assign(projector_spread=runs.projector_normalised_std * np.sqrt(projector_dim(p["width"])))
 
 
 def projector_dim(width: int) -> int:
@@ -76,8 +89,7 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
                          "AUC": mean_sd(g.auc, 1, 3), "effective rank": mean_sd(g.effective_rank, 1, 1),
                          "rank / d": mean_sd(g.effective_rank_fraction, 1, 2),
                          "normalised std x sqrt(d), features": mean_sd(g.normalised_std * np.sqrt(g.dim), 1, 3),
-                         "normalised std x sqrt(d), projector": mean_sd(
-                             g.projector_normalised_std * np.sqrt(projector_dim(g.width.iloc[0])), 1, 3)}
+                         "normalised std x sqrt(d), projector": mean_sd(g.projector_spread, 1, 3)}
     return pd.DataFrame(rows).T.rename_axis("variant")
 
 
@@ -106,18 +118,20 @@ def synthetic_reports() -> dict[str, dict]:
 
 def claims(runs: pd.DataFrame, reports: dict[str, dict]) -> list[dict]:
     """Each removed safeguard against SimSiam, paired by seed: the projector output's spread (Chen & He's
-    collapse signal) and the weighted kNN; and the reading of the three synthetic spectra (checks)."""
+    collapse signal) and the linear probe (their accuracy); and the reading of the three synthetic spectra
+    (checks)."""
     out = []
     removed = [v for v in runs.variant.unique() if v != "SimSiam"] if "SimSiam" in set(runs.variant) else []
     for variant in removed:
         slug = variant.replace(" ", "_").replace("-", "_")
         against = lambda metric: paired_conditions(runs, metric, dict(variant=variant), dict(variant="SimSiam"))
         out.append(claim(f"{slug}_collapses", f"SimSiam with {variant} collapses: its projector output's normalised "
-                         "std falls below SimSiam's.", PAPER["source"], against("projector_normalised_std"), -1,
-                         f"normalised std of the projector output ({variant} - SimSiam), paired by seed"))
-        out.append(claim(f"{slug}_less_accurate", f"SimSiam with {variant} is less accurate (weighted kNN).",
-                         PAPER["source"], [100 * d for d in against("weighted_knn_acc")], -1,
-                         f"weighted kNN ({variant} - SimSiam, points), paired by seed"))
+                         "std falls below SimSiam's.", PAPER[variant], against("projector_spread"), -1,
+                         f"normalised std x sqrt(d) of the projector output ({variant} - SimSiam), paired by seed",
+                         paper_effect=PAPER_SPREAD_DROP))
+        out.append(claim(f"{slug}_less_accurate", f"SimSiam with {variant} is less accurate (linear probe).",
+                         PAPER[variant], [100 * d for d in against("linear_acc")], -1,
+                         f"linear probe ({variant} - SimSiam, points), paired by seed", paper_effect=PAPER_ACCURACY_DROP))
     for name, report in reports.items():
         out.append(deterministic_check(f"reads_{name.replace(' ', '_')}", f"`diagnose` reads the synthetic {name} "
                                        f"matrix as {name.replace('dimensional', 'partial')}.",
