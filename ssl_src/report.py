@@ -122,6 +122,8 @@ def verdict_tally(claims: pd.DataFrame) -> pd.DataFrame:
     """Verdicts counted per chapter (claims and checks apart), with the book's total last: without the studies
     (the search for a scale judges signatures that the chapters judge again on the same runs)."""
     counts = pd.crosstab([claims.chapter, claims.kind], claims.verdict)
+    chapters = list(dict.fromkeys(claims.chapter))  # the book's order, as the claims were read
+    counts = counts.reindex(sorted(counts.index, key=lambda key: (chapters.index(key[0]), key[1])))
     book = claims[~claims.study.astype(bool)]
     for kind in sorted(set(book.kind)):
         counts.loc[("whole book (without studies)", kind), :] = book[book.kind == kind].verdict.value_counts()

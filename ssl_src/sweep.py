@@ -69,7 +69,7 @@ class RunSource:
                 f"(`results/{scale}/runs/`), trained on {where} {when}")
         if self.trained_here:
             text += f"; {len(self.trained_here)} were trained here"
-        return text + ". Re-compute them with `python -m ssl_src chapter NAME --retrain` (or `make book RETRAIN=1`)."
+        return text + ". Re-compute them: add `--retrain` to the chapter's command (*Run this chapter yourself*), or `make book RETRAIN=1`."
 
 
 def resolve(cfgs: list[TrainConfig]) -> list[TrainConfig]:

@@ -49,6 +49,8 @@ def test_the_book_claims_gather_every_rendered_chapter_in_book_order(results_dir
     assert claims.loc[1, "effect_fraction"] == pytest.approx(0.5) and claims.loc[1, "n_seeds"] == 3
     tally = verdict_tally(claims)
     book = "whole book (without studies)"
+    assert [chapter for chapter, _ in tally.index] == ["choosing_a_scale", "capacity_vs_data", "capacity_vs_data",
+                                                       "data_ordering", book, book]  # the book's order, total last
     assert tally.loc[("choosing_a_scale", "claim"), "reproduced"] == 1
     assert tally.loc[(book, "claim"), "reproduced"] == 1  # the study's claim is not counted again
     assert tally.loc[(book, "claim"), "not reproduced"] == 1
