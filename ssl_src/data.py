@@ -206,6 +206,15 @@ class ImageData:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     num_classes: int
+    unlabeled_images: np.ndarray | None = None  # (N, C, H, W), memory-mapped: STL-10's 100k
+
+    @property
+    def pretrain_images(self) -> "ImagePool":
+        """What self-supervised training draws from: the training images, then the unlabelled ones where the data
+        set has them (STL-10: 5k + 100k, as Tian et al. train); evaluation uses the labelled ones only."""
+        if self.unlabeled_images is None:
+            return ImagePool(self.train_images)
+        return ImagePool(self.train_images, self.unlabeled_images)
 
     @property
     def channels(self) -> int:
@@ -214,6 +223,33 @@ class ImageData:
     @property
     def image_size(self) -> int:
         return self.train_images.shape[-1]
+
+
+class ImagePool:
+    """Parts of uint8 (N, C, H, W) images, in memory (tensors) or memory-mapped (arrays), indexed as one: a batch
+    from a part on disk reads only its own images, so memory is bounded by the batch, not the data set."""
+
+    def __init__(self, *parts):
+        self.parts = parts
+        self.offsets = np.cumsum([0, *(len(part) for part in parts)])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
+        if len(self.parts) == 1:
+            return self.parts[0][idx]
+        idx = np.asarray(idx)
+        which = np.searchsorted(self.offsets, idx, side="right") - 1
+        out = torch.empty((len(idx), *self.parts[0].shape[1:]), dtype=torch.uint8)
+        for k, part in enumerate(self.parts):
+            rows = np.flatnonzero(which == k)
+            if len(rows):
+                local = idx[rows] - self.offsets[k]
+                taken = part[torch.from_numpy(local)] if isinstance(part, torch.Tensor) else torch.from_numpy(
+                    np.ascontiguousarray(part[local]))
+                out[torch.from_numpy(rows)] = taken
+        return out
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -251,6 +287,8 @@ def _load_cifar_pickle(directory: Path, files: dict) -> tuple[np.ndarray, ...]:
 
 
 def _load_stl_binary(directory: Path, files: dict) -> tuple[np.ndarray, ...]:
+    """The labelled splits in memory, then the 100k unlabelled images memory-mapped (None if that file is absent
+    or empty: 2.8 GB that training reads a batch at a time)."""
     def images(key):  # stored column-major: (N, C, W, H)
         raw = np.fromfile(directory / files[key]["path"], dtype=np.uint8)
         return raw.reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)
@@ -258,7 +296,10 @@ def _load_stl_binary(directory: Path, files: dict) -> tuple[np.ndarray, ...]:
     def labels(key):  # 1-based on disk
         return np.fromfile(directory / files[key]["path"], dtype=np.uint8).astype(np.int64) - 1
 
-    return images("train_images"), labels("train_labels"), images("test_images"), labels("test_labels")
+    unlabeled_path = directory / files["unlabeled_images"]["path"]
+    unlabeled = (np.memmap(unlabeled_path, dtype=np.uint8, mode="r").reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)
+                 if unlabeled_path.exists() and unlabeled_path.stat().st_size else None)
+    return images("train_images"), labels("train_labels"), images("test_images"), labels("test_labels"), unlabeled
 
 
 def _load_image_folder(directory: Path, files: dict, image_size: int) -> tuple[np.ndarray, ...]:
@@ -316,7 +357,8 @@ def _load(name: str, image_size: int | None, root: Path) -> ImageData:
         arrays = _load_image_folder(directory, spec["files"], image_size or spec["image_size"])
     else:
         raise UserError(f"dataset {name!r}: unknown format {spec['format']!r}")
-    tensors = [torch.from_numpy(np.array(a, copy=True)) for a in arrays]  # writable, contiguous
+    unlabeled = arrays[4] if len(arrays) > 4 else None  # memory-mapped, never copied
+    tensors = [torch.from_numpy(np.array(a, copy=True)) for a in arrays[:4]]  # writable, contiguous
     return ImageData(
         name=name,
         train_images=tensors[0],
@@ -326,6 +368,7 @@ def _load(name: str, image_size: int | None, root: Path) -> ImageData:
         mean=tuple(spec["mean"]),
         std=tuple(spec["std"]),
         num_classes=spec["num_classes"],
+        unlabeled_images=unlabeled,
     )
 
 

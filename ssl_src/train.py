@@ -62,9 +62,10 @@ def prepare(cfg: TrainConfig) -> tuple[TrainConfig, datasets.ImageData, Schedule
     Chapters call it for all their runs before any of them starts."""
     cfg.validate()
     data = datasets.load(cfg.dataset, cfg.image_size if cfg.stem == "imagenet" else None)
-    cfg = resolved(cfg, len(data.train_images))
-    pool = datasets.subset_indices(len(data.train_images), cfg.subset, cfg.data_seed)
-    schedule = Schedule(pool, len(data.train_images), cfg.batch_size, cfg.steps, cfg.ordering, cfg.chunks, cfg.switch)
+    size = len(data.pretrain_images)
+    cfg = resolved(cfg, size)
+    pool = datasets.subset_indices(size, cfg.subset, cfg.data_seed)
+    schedule = Schedule(pool, size, cfg.batch_size, cfg.steps, cfg.ordering, cfg.chunks, cfg.switch)
     schedule.validate()
     return cfg, data, schedule
 
@@ -171,7 +172,7 @@ def train_step(state: TrainState, batch_idx, on_loss: Callable[[TrainState, torc
     Returns the loss."""
     cfg, data = state.cfg, state.data
     set_learning_rates(state.optimizer, lr_factor(state.step, cfg.steps, state.warmup))
-    images = data.train_images[torch.from_numpy(batch_idx)].to(state.device, non_blocking=True)
+    images = data.pretrain_images[torch.from_numpy(batch_idx)].to(state.device, non_blocking=True)
     x1 = augment(images, cfg.augment, cfg.image_size, data.mean, data.std, state.generator)
     x2 = augment(images, cfg.augment, cfg.image_size, data.mean, data.std, state.generator)
     with torch.autocast(state.device.type, dtype=state.dtype, enabled=state.dtype is not None):

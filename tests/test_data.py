@@ -121,6 +121,40 @@ def test_stl10_loader_transposes_column_major_images(data_dir):
     d = data.load("stl10")
     assert np.array_equal(d.train_images.numpy(), images)
     assert d.train_labels.tolist() == [0, 9]  # 1-based on disk
+    assert d.unlabeled_images is None and len(d.pretrain_images) == 2  # an empty unlabelled file: the 2 alone
+
+
+def test_stl10_pretrains_on_the_unlabelled_images_memory_mapped(data_dir):
+    root = data_dir / "stl10" / "stl10_binary"
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    labelled, unlabeled = (rng.integers(0, 256, (n, 3, 96, 96), dtype=np.uint8) for n in (3, 5))
+    for split in ("train", "test"):
+        labelled.transpose(0, 1, 3, 2).tofile(root / f"{split}_X.bin")
+        np.array([1, 2, 3], dtype=np.uint8).tofile(root / f"{split}_y.bin")
+    unlabeled.transpose(0, 1, 3, 2).tofile(root / "unlabeled_X.bin")
+    d = data.load("stl10")
+    assert isinstance(d.unlabeled_images.base, np.memmap)  # read a batch at a time, never loaded whole
+    assert len(d.train_images) == 3 and len(d.pretrain_images) == 8  # evaluation: the labelled 3; training: all 8
+    batch = d.pretrain_images[torch.tensor([7, 0, 4, 2, 3])]  # any order, across the two parts
+    expected = np.concatenate([labelled, unlabeled])[[7, 0, 4, 2, 3]]
+    assert batch.dtype == torch.uint8 and np.array_equal(batch.numpy(), expected)
+
+
+def test_a_paper_preset_run_on_stl10_draws_from_the_unlabelled_images(data_dir, monkeypatch):
+    """The Tian chapters' paper preset counts 105k images per epoch: the schedule spans labelled + unlabelled."""
+    from ssl_src.config import TrainConfig
+    from ssl_src.train import prepare
+
+    root = data_dir / "stl10" / "stl10_binary"
+    root.mkdir(parents=True)
+    for split, n in (("train", 4), ("test", 2)):
+        np.zeros((n, 3, 96, 96), dtype=np.uint8).tofile(root / f"{split}_X.bin")
+        np.ones(n, dtype=np.uint8).tofile(root / f"{split}_y.bin")
+    np.zeros((12, 3, 96, 96), dtype=np.uint8).tofile(root / "unlabeled_X.bin")
+    cfg, loaded, schedule = prepare(TrainConfig(dataset="stl10", image_size=96, batch_size=4, steps=8, width=4))
+    seen = np.concatenate(list(schedule.batches(cfg.seed)))
+    assert len(loaded.pretrain_images) == 16 and seen.max() >= 4 and set(seen) == set(range(16))
 
 
 def test_image_folder_loader_resizes_and_centre_crops(data_dir):
