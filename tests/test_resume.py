@@ -254,3 +254,55 @@ def test_sigterm_writes_a_checkpoint_and_the_rerun_completes_it(during_step, res
     resumed = train(SMALL, progress=False, checkpoint_every=0)
     assert f"resuming from step {during_step} of 30" in capsys.readouterr().err.splitlines()[0]
     assert without_timings(resumed) == without_timings(reference)
+
+
+def torchrun(results, port, *extra):
+    """`python -m ssl_src train` under torchrun: 2 gloo processes on the CPU, one thread each."""
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                             str(port), "-m", "ssl_src", "train", *CLI_RUN, *extra], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, SSL_RESULTS=str(results), OMP_NUM_THREADS="1"))
+
+
+def finish_torchrun(results, port):
+    proc = torchrun(results, port)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    (summary,) = [json.loads(line) for line in out.splitlines() if line.startswith("{")]  # rank 0 alone reports
+    return summary, err
+
+
+def worker_of_rank(agent: subprocess.Popen, rank: int) -> int:
+    """The pid of torchrun's worker process with RANK=`rank` (a child of its agent), once it has started."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        for child in (open(f"/proc/{agent.pid}/task/{agent.pid}/children").read().split()):
+            try:
+                environ = open(f"/proc/{child}/environ", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if f"RANK={rank}".encode() in environ:
+                return int(child)
+        time.sleep(0.05)
+    raise AssertionError(f"no worker of rank {rank} under torchrun")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="finds torchrun's workers through /proc")
+def test_a_torchrun_run_with_one_rank_killed_resumes_to_the_uninterrupted_result(tmp_path):
+    """2 gloo processes; SIGKILL to rank 1 after the first checkpoint brings the run down (torchrun stops the
+    other rank); the same command again resumes both ranks from the checkpoint to the never-killed result: the
+    summary and the logged losses, bitwise."""
+    reference, _ = finish_torchrun(tmp_path / "a", 29541)
+    killed = tmp_path / "killed"
+    agent = torchrun(killed, 29542)
+    rank1 = worker_of_rank(agent, 1)
+    wait_for(killed / reference["run_id"] / "checkpoint.pt", agent)
+    os.kill(rank1, signal.SIGKILL)
+    agent.communicate(timeout=300)
+    assert agent.returncode != 0 and not (killed / reference["run_id"] / "summary.json").exists()
+    resumed, err = finish_torchrun(killed, 29543)
+    assert "resuming from step" in err, err[-2000:]
+    assert without_timings(resumed) == without_timings(reference)
+    assert stored(killed) == stored(tmp_path / "a")  # no repeated or lost steps in the logs
