@@ -136,11 +136,14 @@ def augment(
     mean: tuple[float, ...],
     std: tuple[float, ...],
     generator: torch.Generator | None = None,
+    cropped: bool = False,
 ) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> one normalised float view (N, C, out_size, out_size), channels_last."""
+    """uint8 (N, C, H, W) -> one normalised float view (N, C, out_size, out_size), channels_last. `cropped`: the
+    images are views already cropped and flipped (`streaming`: from the full image), at out_size."""
     x = images.float().div_(255)
-    x = F.grid_sample(x, _crop_flip_grid(len(x), out_size, cfg, generator, x.device), mode="bilinear",
-                      padding_mode="reflection", align_corners=False)
+    if not cropped:
+        x = F.grid_sample(x, _crop_flip_grid(len(x), out_size, cfg, generator, x.device), mode="bilinear",
+                          padding_mode="reflection", align_corners=False)
     if cfg.jitter_p > 0:
         x = _colour_jitter(x, cfg, generator)
     if cfg.grayscale_p > 0 and x.shape[1] == 3:

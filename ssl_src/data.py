@@ -1,4 +1,5 @@
-"""Data sets described by `data_manifest/*.json`, loaded into memory as uint8 tensors.
+"""Data sets described by `data_manifest/*.json`, loaded into memory as uint8 tensors, or (an ImageFolder such
+as ImageNet, STL-10's unlabelled images) read from disk a batch at a time.
 
 The manifest is the single source of truth: where a data set may be found (in order of
 preference), the checksum of every file, its licence and citation. Loading verifies the
@@ -196,12 +197,13 @@ def fetch(name: str, log=print) -> Path:
 
 @dataclass(frozen=True)
 class ImageData:
-    """A labelled train/test split held in memory: images uint8 (N, C, H, W), labels int64."""
+    """A labelled train/test split: images uint8 (N, C, H, W) (tensors, or FolderImages read when indexed),
+    labels int64."""
 
     name: str
-    train_images: torch.Tensor
+    train_images: torch.Tensor | FolderImages
     train_labels: torch.Tensor
-    test_images: torch.Tensor
+    test_images: torch.Tensor | FolderImages
     test_labels: torch.Tensor
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -302,29 +304,61 @@ def _load_stl_binary(directory: Path, files: dict) -> tuple[np.ndarray, ...]:
     return images("train_images"), labels("train_labels"), images("test_images"), labels("test_labels"), unlabeled
 
 
-def _load_image_folder(directory: Path, files: dict, image_size: int) -> tuple[np.ndarray, ...]:
-    """ImageFolder layout, resized (shorter side) and centre-cropped to image_size, in memory."""
+def centre_crop(path: Path, size: int) -> np.ndarray:
+    """One image file as evaluation sees it: RGB, the shorter side resized to `size`, the centre crop; (3, size, size)."""
     from PIL import Image
 
-    def read(split_dir: Path, classes: list[str]):
-        paths, labels = [], []
-        for label, cls in enumerate(classes):
-            for path in sorted((split_dir / cls).iterdir()):
-                paths.append(path)
-                labels.append(label)
-        out = np.empty((len(paths), 3, image_size, image_size), dtype=np.uint8)
-        for i, path in enumerate(paths):
-            with Image.open(path) as img:
-                img = img.convert("RGB")
-                scale = image_size / min(img.size)
-                img = img.resize((max(image_size, round(img.width * scale)), max(image_size, round(img.height * scale))), Image.BILINEAR)
-                left, top = (img.width - image_size) // 2, (img.height - image_size) // 2
-                out[i] = np.asarray(img.crop((left, top, left + image_size, top + image_size))).transpose(2, 0, 1)
-        return out, np.asarray(labels, dtype=np.int64)
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        scale = size / min(img.size)
+        img = img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))), Image.BILINEAR)
+        left, top = (img.width - size) // 2, (img.height - size) // 2
+        return np.asarray(img.crop((left, top, left + size, top + size))).transpose(2, 0, 1)
 
+
+class FolderImages:
+    """An ImageFolder split read on demand: the sorted file list in memory, each image decoded and centre-cropped
+    to `size` when indexed (by threads: PIL decodes outside the GIL). Indexed like a uint8 (N, 3, size, size)
+    tensor, so memory is bounded by what is indexed at once, not by the data set (ImageNet: 190 GB decoded)."""
+
+    dtype = torch.uint8
+
+    def __init__(self, paths: list[Path], size: int):
+        self.paths, self.size = paths, size
+        self.shape = (len(paths), 3, size, size)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, idx) -> torch.Tensor:
+        if isinstance(idx, (int, np.integer)):
+            return self[[idx]][0]
+        rows = range(len(self))[idx] if isinstance(idx, slice) else np.asarray(idx).reshape(-1)
+        from concurrent.futures import ThreadPoolExecutor
+
+        out = np.empty((len(rows), *self.shape[1:]), dtype=np.uint8)
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            for i, image in enumerate(pool.map(lambda row: centre_crop(self.paths[row], self.size), rows)):
+                out[i] = image
+        return torch.from_numpy(out)
+
+
+def image_folder_files(split_dir: Path, classes: list[str]) -> tuple[list[Path], np.ndarray]:
+    """A split's files in a fixed order (class, then file name) and their labels: subsets and orderings index it."""
+    paths, labels = [], []
+    for label, cls in enumerate(classes):
+        files = sorted(p for p in (split_dir / cls).iterdir() if p.is_file())
+        paths += files
+        labels += [label] * len(files)
+    return paths, np.asarray(labels, dtype=np.int64)
+
+
+def _load_image_folder(directory: Path, files: dict, image_size: int) -> tuple:
+    """ImageFolder layout: both splits as FolderImages (decoded when indexed), their labels in memory."""
     train_dir, val_dir = directory / files["train"]["path"], directory / files["val"]["path"]
     classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
-    return (*read(train_dir, classes), *read(val_dir, classes))
+    (train, train_labels), (val, val_labels) = (image_folder_files(d, classes) for d in (train_dir, val_dir))
+    return FolderImages(train, image_size), train_labels, FolderImages(val, image_size), val_labels
 
 
 def _find_unverified(spec: dict) -> Path:
@@ -358,7 +392,8 @@ def _load(name: str, image_size: int | None, root: Path) -> ImageData:
     else:
         raise UserError(f"dataset {name!r}: unknown format {spec['format']!r}")
     unlabeled = arrays[4] if len(arrays) > 4 else None  # memory-mapped, never copied
-    tensors = [torch.from_numpy(np.array(a, copy=True)) for a in arrays[:4]]  # writable, contiguous
+    tensors = [a if isinstance(a, FolderImages) else torch.from_numpy(np.array(a, copy=True))  # writable, contiguous
+               for a in arrays[:4]]
     return ImageData(
         name=name,
         train_images=tensors[0],

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 from tqdm.std import tqdm
 
@@ -33,6 +34,7 @@ from .optim import build_optimizer, lr_factor, set_learning_rates
 from .orderings import Schedule
 from .parallel import SingleProcess, data_parallel
 from .store import Run, provenance, save_torch_atomic
+from .streaming import crop_loader
 
 CHECKPOINT_EVERY = 500  # steps: a quick-scale run (1000 steps, ~2 min) loses at most a minute; a GPU paper run, minutes
 TIMING_FIELDS = ("train_seconds", "pairs_per_s", "monitor_seconds", "eval_seconds")  # the summary fields a re-run may change
@@ -165,16 +167,39 @@ def new_state(cfg: TrainConfig, method: Method, data, device, steps_per_epoch: i
                       epoch_losses=collections.deque(maxlen=steps_per_epoch), monitor=monitor)
 
 
-def train_step(state: TrainState, batch_idx, on_loss: Callable[[TrainState, torch.Tensor], None] | None = None) -> torch.Tensor:
-    """One optimizer step on the images `batch_idx` (this process's part of the global batch): scheduled lr,
+def two_views(state: TrainState, batch: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The step's two augmented views: of images in memory (`batch`: their indices), cropped on the device; or
+    of a streamed batch (uint8 (B, 2, C, S, S)), already cropped from the full images by the loader."""
+    cfg, data = state.cfg, state.data
+    if isinstance(batch, np.ndarray):
+        images = data.pretrain_images[torch.from_numpy(batch)].to(state.device, non_blocking=True)
+        return tuple(augment(images, cfg.augment, cfg.image_size, data.mean, data.std, state.generator)
+                     for _ in range(2))
+    views = batch.to(state.device, non_blocking=True)
+    return tuple(augment(views[:, k], cfg.augment, cfg.image_size, data.mean, data.std, state.generator, cropped=True)
+                 for k in range(2))
+
+
+def step_batches(state: TrainState, schedule: Schedule):
+    """What each step from `state.step` trains on, this process's part: image indices for data in memory; for an
+    ImageFolder, its views streamed by `streaming.crop_loader`."""
+    cfg, local = state.cfg, state.parallel.local(state.cfg.batch_size)
+    batches = schedule.batches(cfg.seed, state.step)
+    pool = state.data.pretrain_images
+    if not isinstance(pool.parts[0], datasets.FolderImages):
+        return (batch[local] for batch in batches)
+    return crop_loader(pool.parts[0].paths, cfg.image_size, cfg.augment, cfg.seed, batches, state.step, local,
+                       pin_memory=state.device.type == "cuda")
+
+
+def train_step(state: TrainState, batch, on_loss: Callable[[TrainState, torch.Tensor], None] | None = None) -> torch.Tensor:
+    """One optimizer step on `batch` (this process's part of the global batch, as `step_batches` gives it): scheduled lr,
     two augmented views, the method's loss, backward, step, the method's after-step hook. `on_loss` sees the
     detached loss before the backward pass (the loop's divergence check: a bad step is never applied).
     Returns the loss."""
-    cfg, data = state.cfg, state.data
+    cfg = state.cfg
     set_learning_rates(state.optimizer, lr_factor(state.step, cfg.steps, state.warmup))
-    images = data.pretrain_images[torch.from_numpy(batch_idx)].to(state.device, non_blocking=True)
-    x1 = augment(images, cfg.augment, cfg.image_size, data.mean, data.std, state.generator)
-    x2 = augment(images, cfg.augment, cfg.image_size, data.mean, data.std, state.generator)
+    x1, x2 = two_views(state, batch)
     with torch.autocast(state.device.type, dtype=state.dtype, enabled=state.dtype is not None):
         out = state.model(x1, x2)
     if on_loss:
@@ -347,8 +372,8 @@ def _train_steps(cfg, run, method, data, schedule, device, parallel, *, force, p
         monitor(method, 0)  # the state at initialisation, the reference of every trajectory
     with StopRequests() as stop, bar:
         before_backward, periodic = hooks(state, run, stop, bar, log_every, checkpoint_every)
-        for batch_idx in schedule.batches(cfg.seed, state.step):
-            train_step(state, batch_idx[parallel.local(cfg.batch_size)], on_loss=before_backward)
+        for batch in step_batches(state, schedule):
+            train_step(state, batch, on_loss=before_backward)
             for hook in periodic:
                 hook(state)
             if stop_after and state.step >= stop_after:

@@ -168,7 +168,11 @@ def test_image_folder_loader_resizes_and_centre_crops(data_dir):
                 Image.new("RGB", (40 + 10 * i, 30), color=(10 * i, 100, 200)).save(folder / f"{i}.png")
     d = data.load("imagenet", 16)
     assert d.train_images.shape == (4, 3, 16, 16) and d.test_labels.tolist() == [0, 0, 1, 1]
-    assert d.train_images[0, 2].float().mean().item() == pytest.approx(200, abs=1)
+    assert d.train_images[0][2].float().mean().item() == pytest.approx(200, abs=1)
+    # read when indexed, in the file list's order, like a tensor: by a tensor of indices, a slice or an int
+    assert d.train_images[torch.tensor([3, 1])].shape == (2, 3, 16, 16)
+    assert torch.equal(d.train_images[1:3], torch.stack([d.train_images[1], d.train_images[2]]))
+    assert d.train_images[3][0].float().mean().item() == pytest.approx(10, abs=1)  # class n02, image 1
 
 
 def test_missing_dataset_says_what_to_run(data_dir):
