@@ -7,8 +7,14 @@ Compared pipelines are timed in alternating rounds, so slow drift of the machine
 """
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import resource
 import statistics
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,6 +25,7 @@ from .metrics import collapse_metrics
 from .hardware import autocast_dtype, describe, pick_device
 from .models import needs_nchw, to_device_layout
 from .config import TrainConfig
+from .streaming import loader_workers
 from .train import build_model, new_state, train_step
 
 IMAGE_SIZE = 28
@@ -387,3 +394,210 @@ def format_table(results: dict) -> str:
                  + ", ".join(f"{n} {v:.0f}" for n, v in k["pairs_per_s"].items())
                  + f" (stacked vs separate {k['speed_up']:.2f}x, vs the sweep's bound {k['speed_up_vs_sweep_bound']:.2f}x)")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- the training step on a device
+
+
+def device_nets() -> dict[str, TrainConfig]:
+    """The nets `bench --device` times: the paper's ResNet-18 and ResNet-50 SimSiam at 224 px, streamed from an
+    ImageFolder, and the quick presets' narrow and wide ResNet-18 on Fashion-MNIST in memory."""
+    from .augment import IMAGENET
+    from .chapters import capacity_vs_data as capacity
+    from .chapters import resolve_parameters
+
+    paper = dict(method="simsiam", dataset="imagenet", stem="imagenet", image_size=224, width=64, batch_size=256,
+                 proj_layers=3, augment=IMAGENET, precision="auto")
+    quick = resolve_parameters(capacity.PRESETS, "quick")
+    return {"ResNet-18, 224 px (paper)": TrainConfig(arch="resnet18", **paper),
+            "ResNet-50, 224 px (paper)": TrainConfig(arch="resnet50", **paper),
+            **{f"ResNet-18 w{w}, {quick['image_size']} px (quick)": replace(
+                capacity.config(quick, "resnet18", w, 1.0, 0, 1), precision="auto") for w in quick["widths"]}}
+
+
+def write_image_folder(root: Path, files: int, classes: int = 10, size: tuple[int, int] = (500, 375)) -> None:
+    """An ImageFolder of `files` JPEGs at ImageNet's typical size (random colour blocks): what the streaming
+    loader decodes when no ImageNet is at hand."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", files), ("val", classes)):
+        for i in range(n):
+            folder = root / split / f"n{i % classes:04d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            blocks = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+            Image.fromarray(blocks).resize(size, Image.BILINEAR).save(folder / f"{i}.JPEG", quality=90)
+
+
+@contextlib.contextmanager
+def data_root(path: Path | None):
+    """$SSL_DATA pointed at `path` for the block (None: left as it is)."""
+    before = os.environ.get("SSL_DATA")
+    if path is not None:
+        os.environ["SSL_DATA"] = str(path)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("SSL_DATA", None)
+        else:
+            os.environ["SSL_DATA"] = before
+
+
+def time_training_steps(cfg: TrainConfig, device: torch.device, steps: int, warmup: int) -> dict:
+    """The training loop's own steps (`step_batches`, `train_step`) on `device`: images/s, the share of the time
+    spent waiting for the next batch (the loader's stall), FLOPs per step and peak memory."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .train import prepare, step_batches
+
+    cfg, data, schedule = prepare(replace(cfg, steps=steps + warmup + 1, monitor_every=0))
+    model = to_device_layout(build_model(cfg, data.channels), device).train()
+    state = new_state(cfg, model, data, device, schedule.steps_per_epoch)
+    synchronise = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    batches = iter(step_batches(state, schedule))
+    counter = FlopCounterMode(display=False)
+    with counter:
+        train_step(state, next(batches))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    waited = total = 0.0
+    for k in range(steps + warmup):
+        synchronise()
+        started = time.perf_counter()
+        batch = next(batches)
+        fetched = time.perf_counter()
+        train_step(state, batch)
+        synchronise()
+        if k >= warmup:
+            waited, total = waited + fetched - started, total + time.perf_counter() - started
+    peak_memory = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+                   else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return {"arch": cfg.arch, "width": cfg.width, "image_size": cfg.image_size, "batch_size": cfg.batch_size,
+            "precision": cfg.precision, "streamed": isinstance(data.train_images, datasets.FolderImages),
+            "images_per_s": steps * cfg.batch_size / total, "step_ms": 1000 * total / steps,
+            "loader_stall_fraction": waited / total, "flops_per_step": counter.get_total_flops(),
+            "peak_memory_gb": peak_memory / 2**30}
+
+
+def device_benchmark(device: torch.device, steps: int = 20, warmup: int = 5, nets: dict | None = None,
+                     files: int = 2000, log=print) -> dict:
+    """`time_training_steps` of every net of `device_nets()` (or `nets`), with model FLOP utilisation against the
+    device's measured bf16 matmul peak (fp32 where bf16 is not native). A net the device cannot hold is
+    recorded as its error, not a crash."""
+    import tempfile
+
+    nets = device_nets() if nets is None else nets
+    native_bf16 = autocast_dtype("auto", device) is not None
+    peak = gemm_peak(torch.bfloat16 if native_bf16 else torch.float32, size=8192 if device.type == "cuda" else 2048,
+                     device=device)
+    log(f"{device}: measured matmul peak {peak / 1e12:.1f} TFLOP/s ({'bf16' if native_bf16 else 'fp32'})")
+    results = {"device": describe(device), "peak_tflops": peak / 1e12, "peak_dtype": "bf16" if native_bf16 else "fp32",
+               "loader_workers": loader_workers(), "steps": steps, "nets": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        if any(cfg.dataset == "imagenet" for cfg in nets.values()):
+            log(f"writing {files} JPEGs (500 x 375) for the streamed nets ...")
+            write_image_folder(Path(tmp) / "imagenet", files)
+        for name, cfg in nets.items():
+            try:
+                with data_root(Path(tmp) if cfg.dataset == "imagenet" else None):
+                    row = time_training_steps(cfg, device, steps, warmup)
+            except torch.OutOfMemoryError as exc:
+                row = {"error": f"out of memory: {str(exc).splitlines()[0]}"}
+            if "error" not in row:
+                row["mfu"] = row["flops_per_step"] / (row["step_ms"] / 1000) / peak
+                log(f"{name}: {row['images_per_s']:.0f} images/s, MFU {100 * row['mfu']:.1f} %, loader stall "
+                    f"{100 * row['loader_stall_fraction']:.1f} %, peak memory {row['peak_memory_gb']:.1f} GiB")
+            results["nets"][name] = row
+    return results
+
+
+def device_table(results: dict) -> "pd.DataFrame":
+    import pandas as pd
+
+    rows = {name: {"images/s": round(r["images_per_s"]), "step (ms)": round(r["step_ms"], 1),
+                   "MFU (%)": round(100 * r["mfu"], 1), "loader stall (%)": round(100 * r["loader_stall_fraction"], 1),
+                   "peak memory (GiB)": round(r["peak_memory_gb"], 2), "batch": r["batch_size"],
+                   "precision": r["precision"], "streamed": r["streamed"]} if "error" not in r else {"error": r["error"]}
+            for name, r in results["nets"].items()}
+    return pd.DataFrame(rows).T
+
+
+# ----------------------------------------------------------------------------- what the paper scale costs
+
+# Where no `bench --device cuda` is published: an H100 SXM's dense bf16 peak and a model FLOP utilisation typical of
+# ResNet training in bf16. Stated beside every estimate made with them.
+ASSUMED_PEAK_TFLOPS, ASSUMED_MFU = 989.0, 0.35
+
+
+def flops_per_pair(cfg: TrainConfig, data_dir: Path) -> float:
+    """Training FLOPs per image pair of `cfg`'s step (forward and backward, both views), counted on a 2-image batch
+    on the CPU from generated files: the cost scales linearly with the batch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .train import prepare, step_batches
+
+    with data_root(data_dir):
+        cfg, data, schedule = prepare(replace(cfg, batch_size=2, steps=1, monitor_every=0, precision="fp32", subset=1.0,
+                                              ordering="iid", chunks=0))
+    state = new_state(cfg, to_device_layout(build_model(cfg, data.channels), torch.device("cpu")), data,
+                      torch.device("cpu"), schedule.steps_per_epoch)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        train_step(state, next(iter(step_batches(state, schedule))))
+    return counter.get_total_flops() / 2
+
+
+def paper_plan(log=print) -> "pd.DataFrame":
+    """Per chapter at the paper scale: its trained runs, the images they see, their training FLOPs (exaFLOPs), and
+    GPU-hours at the published `bench --device cuda` MFU of its nets, or the assumed one. Chapters whose runs are
+    listed only from the data (a distilled student names its teacher's run) say so."""
+    import tempfile
+
+    import pandas as pd
+
+    from .book import chapter_names
+    from .chapters import chapter_module, read_measurement, resolve_parameters
+    from .errors import UserError
+
+    measured = read_measurement("paper", "device-bench-cuda")
+    if measured is not None:
+        value = measured["value"]
+        peak, mfus = value["peak_tflops"], [r["mfu"] for r in value["nets"].values() if "mfu" in r and r["streamed"]]
+        mfu, basis = min(mfus), f"the lower MFU of `bench --device cuda` on {value['device']['accelerator']}"
+    else:
+        peak, mfu, basis = ASSUMED_PEAK_TFLOPS, ASSUMED_MFU, (f"an assumed {100 * ASSUMED_MFU:.0f} % MFU of an H100's "
+                                                               f"{ASSUMED_PEAK_TFLOPS:.0f} TFLOP/s (bf16, dense)")
+    rows, cost, book = {}, {}, {}
+    row = lambda cfgs: {"runs": len(cfgs), "images (billions)": round(sum(c.steps * c.batch_size for c in cfgs) / 1e9, 2),
+                        "training exaFLOPs": round(sum(cost[net_of(c)] * c.steps * c.batch_size for c in cfgs) / 1e18, 1),
+                        "GPU-hours": round(sum(cost[net_of(c)] * c.steps * c.batch_size for c in cfgs)
+                                           / (mfu * peak * 1e12) / 3600)}
+    net_of = lambda c: (c.method, c.arch, c.width, c.image_size, c.proj_layers, c.predictor, c.dataset)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_image_folder(Path(tmp) / "imagenet", 20, size=(64, 48))
+        (Path(tmp) / "stl10" / "stl10_binary").mkdir(parents=True)
+        for split, n in (("train", 4), ("test", 2), ("unlabeled", 4)):
+            np.zeros((n, 3, 96, 96), dtype=np.uint8).tofile(Path(tmp) / "stl10" / "stl10_binary" / f"{split}_X.bin")
+            if split != "unlabeled":
+                np.ones(n, dtype=np.uint8).tofile(Path(tmp) / "stl10" / "stl10_binary" / f"{split}_y.bin")
+        for name in chapter_names():
+            module = chapter_module(name)
+            if not hasattr(module, "configs") or getattr(module, "STUDY", False):
+                continue
+            try:
+                trained = [c for c in module.configs(resolve_parameters(module.PRESETS, "paper")) if c.steps > 0]
+            except UserError:
+                rows[name] = {"runs": "named from the data: not counted"}
+                continue
+            for cfg in trained:
+                if net_of(cfg) not in cost:
+                    log(f"counting the FLOPs of {cfg.method} {cfg.arch}-w{cfg.width} ({cfg.predictor} predictor) at "
+                        f"{cfg.image_size} px ...")
+                    cost[net_of(cfg)] = flops_per_pair(cfg, Path(tmp))
+                book[json.dumps(cfg.to_dict(), sort_keys=True)] = cfg
+            rows[name] = row(trained)
+    rows["book (each run once)"] = row(list(book.values()))
+    table = pd.DataFrame.from_dict(rows, orient="index").fillna("")
+    table.attrs["basis"] = basis
+    return table

@@ -102,8 +102,43 @@ def cmd_bench(args) -> int:
     from .bench import format_table, run_benchmark
 
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    if args.device:
+        return bench_device(args, log)
+    if args.plan:
+        from .bench import paper_plan
+
+        plan = paper_plan(log=lambda msg: print(msg, file=sys.stderr))
+        print(plan.to_string())
+        print(f"GPU-hours at {plan.attrs['basis']}")
+        return 0
     results = run_benchmark(widths=tuple(args.widths), rounds=args.rounds, steps=args.steps, log=log)
     print(json.dumps(json_safe(results)) if args.json else format_table(results))
+    return 0
+
+
+def bench_device(args, log) -> int:
+    """`bench --device`: the training step of the paper's and the quick presets' nets on that device, published
+    for the performance appendix in results/paper/measurements/device-bench-<device>.json."""
+    import time
+
+    import torch
+
+    from .bench import device_benchmark, device_table
+    from .chapters import measurement_path
+    from .hardware import describe
+    from .store import write_json_atomic
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device here (torch.cuda.is_available() is False)")
+    if args.steps < 1:
+        raise UserError("--steps must be positive")
+    device = torch.device(args.device)
+    results = device_benchmark(device, steps=args.steps, log=log)
+    path = measurement_path("paper", f"device-bench-{args.device}")
+    write_json_atomic(path, {"value": results, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                             "machine": describe(device)})
+    print(json.dumps(json_safe(results)) if args.json else device_table(results).to_string())
+    log(f"written to {path}")
     return 0
 
 
@@ -270,7 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     bench.add_argument("--widths", type=int, nargs="+", default=[8, 16], help="ResNet-18 widths (default 8 16)")
     bench.add_argument("--rounds", type=int, default=3, help="alternating ours/peer rounds (default 3)")
-    bench.add_argument("--steps", type=int, default=8, help="training steps per round (default 8)")
+    bench.add_argument("--steps", type=int, default=8, help="training steps per round (default 8; with --device, "
+                       "timed steps per net)")
+    bench.add_argument("--device", choices=["cpu", "cuda"], help="instead: time the training step of the paper's "
+                       "ResNet-18/50 at 224 px (streamed) and of the quick presets on this device: images/s, MFU, "
+                       "loader stall, peak memory")
+    bench.add_argument("--plan", action="store_true", help="instead: what the paper scale costs per chapter (runs, "
+                       "images, training FLOPs, GPU-hours), counted here on the CPU in a minute")
     bench.set_defaults(func=cmd_bench)
 
     probe = sub.add_parser("probe-convs", help="which convolutions oneDNN's CPU kernels hang, crash or miscompute on "

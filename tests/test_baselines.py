@@ -86,3 +86,12 @@ def test_the_verdict_has_every_accuracy_it_names_even_for_nets_left_out():
     values = chapter.accuracies(runs[runs.arch != "vit_small_d6"])
     assert len(values) == 10 and values["acc_resnet18_warmup"] == pytest.approx(100 * PAPERLIKE["warmup"] + 0.2)
     assert math.isnan(values["acc_vit_small_d6_vit"]) and not math.isnan(values["acc_vit_small_vit"])
+
+
+def test_the_paper_preset_vits_take_no_resnet_stem():
+    """A ViT refuses --stem imagenet (train.resolved): the paper preset, on ImageNet, must not ask for it."""
+    from ssl_src.chapters import baselines, resolve_parameters
+    from ssl_src.models import VITS
+
+    vits = [c for c in baselines.configs(resolve_parameters(baselines.PRESETS, "paper")) if c.arch in VITS]
+    assert vits and all(c.stem == "cifar" and c.dataset == "imagenet" for c in vits)

@@ -113,15 +113,25 @@ def published_json(scale: str, name: str, compute) -> dict:
     from ..hardware import describe
     from ..sweep import retraining
 
-    path = results_root() / scale / "measurements" / f"{name}.json"
-    if not retraining():
-        try:  # JSON has no NaN: the writer stored a missing measurement as null (store.json_safe)
-            return dict(json.loads(path.read_text(), object_hook=_null_is_nan), read_from_published=True)
-        except (OSError, ValueError):
-            pass
+    published = None if retraining() else read_measurement(scale, name)
+    if published is not None:
+        return published
     stored = {"value": compute(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": describe()}
-    write_json_atomic(path, stored)
+    write_json_atomic(measurement_path(scale, name), stored)
     return dict(stored, read_from_published=False)
+
+
+def measurement_path(scale: str, name: str) -> Path:
+    return results_root() / scale / "measurements" / f"{name}.json"
+
+
+def read_measurement(scale: str, name: str) -> dict | None:
+    """A published measurement (`published_json`, or `bench --device`'s), None where there is none."""
+    try:  # JSON has no NaN: the writer stored a missing measurement as null (store.json_safe)
+        return dict(json.loads(measurement_path(scale, name).read_text(), object_hook=_null_is_nan),
+                    read_from_published=True)
+    except (OSError, ValueError):
+        return None
 
 
 def _null_is_nan(record: dict) -> dict:

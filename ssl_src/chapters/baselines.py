@@ -63,7 +63,9 @@ def config(p: dict, s: dict) -> TrainConfig:
     if s["arch"] in VITS:
         vit = dict(p, lr=VIT_RECIPE["lr"], weight_decay=VIT_RECIPE["weight_decay"],
                    warmup_steps=round(p["warmup_fraction"] * p["steps"]))
-        return capacity.config(vit, s["arch"], p["vit_width"], 1.0, s["seed"], steps, optimizer=VIT_RECIPE["optimizer"])
+        # stem="cifar": no ResNet stem (the ViT patchifies itself), at every scale, ImageNet's included
+        return capacity.config(vit, s["arch"], p["vit_width"], 1.0, s["seed"], steps, optimizer=VIT_RECIPE["optimizer"],
+                               stem="cifar")
     if s["variant"] in ("single", "hybrid"):
         return data_ordering.config(p, dict(s, width=p["width"], ordering=s["variant"], switch=p["switch"], part="table"))
     if s["variant"] == "warmup":

@@ -5,7 +5,7 @@ import math
 
 from ..claims import deterministic_check
 from ..errors import UserError
-from . import parameters_key, published_json
+from . import parameters_key, published_json, read_measurement
 
 # probe_*: the grid of `ssl_src.kernel_probe` (every in/out pair of probe_channels, kernels 1 and 3,
 # strides 1 and 2, both layouts, 1 and 2 threads) run under oneDNN's AVX2 kernels.
@@ -44,6 +44,24 @@ def probe_convolutions(p: dict) -> list[dict]:
     cases = grid(tuple(p["probe_channels"]), tuple(p["probe_kernels"]), tuple(p["probe_strides"]))
     isas = ["AVX2"] + (["native"] if onednn_uses_avx512() else [])
     return [record for isa in isas for record in probe(cases, None if isa == "native" else isa, p["probe_time_limit"])]
+
+
+def device_bench_summary():
+    """The last `bench --device cuda` published (results/paper/measurements/), as a table and where it ran; or the
+    line that says it was never measured."""
+    from IPython.display import Markdown, display
+
+    from ..bench import device_table
+
+    measured = read_measurement("paper", "device-bench-cuda")
+    if measured is None:
+        return Markdown("**Not measured.** No GPU was at hand when this book's results were published. On a machine "
+                        "with one, `python -m ssl_src bench --device cuda` measures it and publishes it here.")
+    value = measured["value"]
+    display(Markdown(f"Measured on {value['device']['accelerator']} at {measured['measured_at']}; matmul "
+                     f"peak {value['peak_tflops']:.0f} TFLOP/s ({value['peak_dtype']}), {value['loader_workers']} loader "
+                     f"workers, {value['steps']} timed steps per net."))
+    return device_table(value)
 
 
 def measure(p: dict) -> tuple[dict, dict]:
