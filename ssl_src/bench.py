@@ -569,11 +569,13 @@ def paper_plan(log=print) -> "pd.DataFrame":
         peak, mfu, basis = ASSUMED_PEAK_TFLOPS, ASSUMED_MFU, (f"an assumed {100 * ASSUMED_MFU:.0f} % MFU of an H100's "
                                                                f"{ASSUMED_PEAK_TFLOPS:.0f} TFLOP/s (bf16, dense)")
     rows, cost, book = {}, {}, {}
-    row = lambda cfgs: {"runs": len(cfgs), "images (billions)": round(sum(c.steps * c.batch_size for c in cfgs) / 1e9, 2),
-                        "training exaFLOPs": round(sum(cost[net_of(c)] * c.steps * c.batch_size for c in cfgs) / 1e18, 1),
-                        "GPU-hours": round(sum(cost[net_of(c)] * c.steps * c.batch_size for c in cfgs)
-                                           / (mfu * peak * 1e12) / 3600)}
     net_of = lambda c: (c.method, c.arch, c.width, c.image_size, c.proj_layers, c.predictor, c.dataset)
+
+    def row(cfgs: list[TrainConfig]) -> dict:
+        flops = sum(cost[net_of(c)] * c.steps * c.batch_size for c in cfgs)
+        return {"runs": len(cfgs), "images (billions)": round(sum(c.steps * c.batch_size for c in cfgs) / 1e9, 2),
+                "training exaFLOPs": round(flops / 1e18, 1), "GPU-hours": round(flops / (mfu * peak * 1e12) / 3600)}
+
     with tempfile.TemporaryDirectory() as tmp:
         write_image_folder(Path(tmp) / "imagenet", 20, size=(64, 48))
         (Path(tmp) / "stl10" / "stl10_binary").mkdir(parents=True)
