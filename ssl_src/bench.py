@@ -444,16 +444,24 @@ def data_root(path: Path | None):
             os.environ["SSL_DATA"] = before
 
 
+def training_state(cfg: TrainConfig, device: torch.device):
+    """The training loop's state at step 0 for `cfg` on `device`, and its batch schedule (what a run starts from)."""
+    from .train import prepare
+
+    cfg, data, schedule = prepare(cfg)
+    model = to_device_layout(build_model(cfg, data.channels), device).train()
+    return new_state(cfg, model, data, device, schedule.steps_per_epoch), schedule
+
+
 def time_training_steps(cfg: TrainConfig, device: torch.device, steps: int, warmup: int) -> dict:
     """The training loop's own steps (`step_batches`, `train_step`) on `device`: images/s, the share of the time
     spent waiting for the next batch (the loader's stall), FLOPs per step and peak memory."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .train import prepare, step_batches
+    from .train import step_batches
 
-    cfg, data, schedule = prepare(replace(cfg, steps=steps + warmup + 1, monitor_every=0))
-    model = to_device_layout(build_model(cfg, data.channels), device).train()
-    state = new_state(cfg, model, data, device, schedule.steps_per_epoch)
+    state, schedule = training_state(replace(cfg, steps=steps + warmup + 1, monitor_every=0), device)
+    cfg, data = state.cfg, state.data
     synchronise = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     batches = iter(step_batches(state, schedule))
     counter = FlopCounterMode(display=False)
@@ -535,13 +543,11 @@ def flops_per_pair(cfg: TrainConfig, data_dir: Path) -> float:
     on the CPU from generated files: the cost scales linearly with the batch."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .train import prepare, step_batches
+    from .train import step_batches
 
     with data_root(data_dir):
-        cfg, data, schedule = prepare(replace(cfg, batch_size=2, steps=1, monitor_every=0, precision="fp32", subset=1.0,
-                                              ordering="iid", chunks=0))
-    state = new_state(cfg, to_device_layout(build_model(cfg, data.channels), torch.device("cpu")), data,
-                      torch.device("cpu"), schedule.steps_per_epoch)
+        state, schedule = training_state(replace(cfg, batch_size=2, steps=1, monitor_every=0, precision="fp32",
+                                                 subset=1.0, ordering="iid", chunks=0), torch.device("cpu"))
     counter = FlopCounterMode(display=False)
     with counter:
         train_step(state, next(iter(step_batches(state, schedule))))

@@ -13,6 +13,7 @@ from PIL import Image
 from conftest import REPO
 from ssl_src import data
 from ssl_src.augment import AugmentConfig
+from ssl_src.bench import write_image_folder
 from ssl_src.orderings import Schedule
 from ssl_src.streaming import CropViews, crop_loader, random_resized_crop_box, step_keys
 
@@ -86,14 +87,8 @@ def test_the_batches_do_not_depend_on_the_number_of_workers(folder):
 
 
 def write_jpegs(root, files: int, side: int = 256):
-    """`files` JPEGs of random colour blocks in 10 classes, train and a 20-file val split."""
-    rng = np.random.default_rng(0)
-    for split, n in (("train", files), ("val", 20)):
-        for i in range(n):
-            folder = root / "imagenet" / split / f"n{i % 10:02d}"
-            folder.mkdir(parents=True, exist_ok=True)
-            blocks = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
-            Image.fromarray(blocks).resize((side, side * 3 // 4), Image.NEAREST).save(folder / f"{i}.JPEG", quality=85)
+    """`files` JPEGs of random colour blocks in 10 classes (`bench.write_image_folder`), and a 10-file val split."""
+    write_image_folder(root / "imagenet", files, size=(side, side * 3 // 4))
 
 
 PEAK_RSS = """
