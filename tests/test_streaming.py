@@ -123,7 +123,7 @@ def peak_rss_of_a_run(data_root, results, evaluate=True, **overrides) -> float:
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_a_paper_preset_run_streams_imagenet_in_bounded_memory(tmp_path):
-    """3000 JPEGs (1.4 GB decoded at 224 px, as the old loader held them) against 300: the peak memory of a
+    """3000 JPEGs (431 MB decoded at 224 px, as the old loader held them) against 300: the peak memory of a
     paper-preset run must not grow with the data (a loader holding the images would add all 388 MB of the
     difference; the test allows half); each ordering trains over the file indices."""
     small, large = tmp_path / "small", tmp_path / "large"
